@@ -1,0 +1,1 @@
+"""Closed forms for speculative sampling of Gaussian transitions (numpy / scipy / sympy only, never torch)."""
