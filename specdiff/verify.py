@@ -1,0 +1,333 @@
+"""Verification rules for a window of drafted Gaussian steps: token (reflection or fresh residual) and block.
+
+Every rule takes the drafted states, the draft and target means, the sigmas and **all its randomness as
+arguments**, works on a batch, and returns the accepted length and the next state (DESIGN.md §4).
+
+Shapes (B a batch, L the window, ``*event`` the state's shape):
+
+- ``states`` (B, L+1, *event): ``states[:, 0]`` is the window root, ``states[:, i]`` was drafted from
+  ``draft_means[:, i-1]`` with noise ``sigmas[:, i-1]``;
+- ``draft_means`` (B, L, *event): draft means of steps 1..L (optionally (B, L+1, *event) with the draft mean of the
+  bonus step too, used only to report its gap);
+- ``target_means`` (B, L+1, *event): target means of steps 1..L+1, evaluated at ``states[:, 0..L]``; the last one
+  serves the bonus step;
+- ``sigmas`` (B, L+1) or (L+1,): the shared standard deviation of steps 1..L+1 (> 0: a deterministic step cannot
+  be speculated, take it plainly);
+- ``uniforms`` (B, L): the accept uniforms (token) or the ``eta_i`` (block), in [0, 1);
+- ``residual_uniforms`` (B,): drive the 1-D inverse CDF of a residual draw, in [0, 1);
+- ``residual_noise`` (B, *event): the standard normal noise of whichever happens, the residual draw's orthogonal
+  part or the bonus step.
+
+Log density ratios are computed in float64 as ``log r = <z, gap> - |gap|^2 / 2`` with ``z = (x - nu) / sigma`` and
+``gap = (mu - nu) / sigma`` (DESIGN.md §2), never as a difference of two d-dimensional log-densities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from specdiff.residual import _batch_dot, _expand, rank_one_frame, reflect, sample_weighted_residual
+from theory.gaussian import log_residual_mass_from_log_weight
+
+TokenResidual = Literal["reflection", "fresh"]
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """Outcome of verifying one window for each row of a batch.
+
+    Attributes
+    ----------
+    accepted : Tensor, shape (B,), long
+        ``tau``: number of drafted steps kept (0..L).
+    next_state : Tensor, shape (B, *event)
+        The state after the kept steps: the bonus step's draw if ``tau == L``, else the residual draw at step
+        ``tau + 1``.
+    weights : Tensor, shape (B, L), float64
+        Block rule: ``w_i = min(1, w_{i-1} r_i)``. Token rule: ``min(1, r_i)`` per step.
+    stop_probs : Tensor, shape (B, L), float64
+        Block rule: ``h_i``. Token rule: the acceptance probability ``min(1, r_i)`` of each step.
+    deltas : Tensor, shape (B, L+1), float64
+        ``delta_i = |mu_i - nu_i| / sigma_i`` for steps 1..L+1; the last column is NaN unless the draft mean of the
+        bonus step was given.
+    """
+
+    accepted: torch.Tensor
+    next_state: torch.Tensor
+    weights: torch.Tensor
+    stop_probs: torch.Tensor
+    deltas: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Validated inputs in float64 with per-row sigmas."""
+
+    states: torch.Tensor
+    draft_means: torch.Tensor
+    target_means: torch.Tensor
+    sigmas: torch.Tensor  # (B, L+1), float64
+    uniforms: torch.Tensor  # (B, L), float64
+    residual_uniforms: torch.Tensor  # (B,), float64
+    residual_noise: torch.Tensor
+    log_ratios: torch.Tensor  # (B, L), float64
+    deltas: torch.Tensor  # (B, L+1), float64
+
+    @property
+    def window(self) -> int:
+        return int(self.log_ratios.shape[1])
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_uniforms(values: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    _require(tuple(values.shape) == shape, f"{name} must have shape {shape}, got {tuple(values.shape)}")
+    values = values.double()
+    _require(bool(((values >= 0) & (values < 1)).all()), f"{name} must lie in [0, 1) (no NaN)")
+    return values
+
+
+def _prepare(
+    states: torch.Tensor,
+    draft_means: torch.Tensor,
+    target_means: torch.Tensor,
+    sigmas: torch.Tensor,
+    uniforms: torch.Tensor,
+    residual_uniforms: torch.Tensor,
+    residual_noise: torch.Tensor,
+) -> _Window:
+    _require(states.dim() >= 3, "states must have shape (B, L+1, *event) with at least one event dimension")
+    batch, window = states.shape[0], states.shape[1] - 1
+    event = tuple(states.shape[2:])
+    _require(window >= 1, "a window needs at least one drafted step: states must have L+1 >= 2 entries")
+    _require(
+        tuple(target_means.shape) == (batch, window + 1, *event),
+        f"target_means must have shape {(batch, window + 1, *event)}, got {tuple(target_means.shape)}",
+    )
+    _require(
+        tuple(draft_means.shape) in ((batch, window, *event), (batch, window + 1, *event)),
+        f"draft_means must have shape {(batch, window, *event)}, got {tuple(draft_means.shape)}",
+    )
+    _require(
+        tuple(residual_noise.shape) == (batch, *event),
+        f"residual_noise must have shape {(batch, *event)}, got {tuple(residual_noise.shape)}",
+    )
+    if sigmas.dim() == 1:
+        _require(sigmas.shape[0] == window + 1, f"sigmas must have shape (L+1,) = ({window + 1},) or (B, L+1)")
+        sigmas = sigmas.expand(batch, window + 1)
+    _require(tuple(sigmas.shape) == (batch, window + 1), f"sigmas must have shape {(batch, window + 1)}")
+    sigmas = sigmas.double()
+    _require(not bool(torch.isnan(sigmas).any()), "sigmas contain NaN")
+    _require(bool((sigmas >= 0).all()), "sigmas must be >= 0")
+    _require(
+        bool((sigmas > 0).all()),
+        "a step with sigma == 0 is deterministic and cannot be speculated: take that step plainly",
+    )
+    for name, tensor in (("states", states), ("draft_means", draft_means), ("target_means", target_means)):
+        _require(bool(torch.isfinite(tensor).all()), f"{name} contain NaN or inf")
+    _require(bool(torch.isfinite(residual_noise).all()), "residual_noise contains NaN or inf")
+    uniforms = _check_uniforms(uniforms, (batch, window), "uniforms")
+    residual_uniforms = _check_uniforms(residual_uniforms, (batch,), "residual_uniforms")
+
+    # Standardized draft noise z_i and gap_i = (mu_i - nu_i) / sigma_i for steps 1..L, in float64.
+    shape = (batch, window, *[1] * len(event))
+    step_sigmas = sigmas[:, :window].reshape(shape)
+    drafts = draft_means[:, :window].double()
+    noise = (states[:, 1:].double() - drafts) / step_sigmas
+    gaps = (target_means[:, :window].double() - drafts) / step_sigmas
+    flat_noise, flat_gaps = noise.flatten(2), gaps.flatten(2)
+    # log r_i = log P_i(X_i) / Q_i(X_i) = <z, gap> - |gap|^2 / 2   (DESIGN.md §2)
+    log_ratios = (flat_noise * flat_gaps).sum(-1) - 0.5 * (flat_gaps * flat_gaps).sum(-1)
+    deltas = torch.full((batch, window + 1), float("nan"), dtype=torch.float64, device=states.device)
+    deltas[:, :window] = flat_gaps.norm(dim=-1)
+    if draft_means.shape[1] == window + 1:
+        bonus_gap = (target_means[:, window].double() - draft_means[:, window].double()) / _expand(
+            sigmas[:, window], target_means[:, window]
+        )
+        deltas[:, window] = bonus_gap.flatten(1).norm(dim=1)
+    return _Window(
+        states=states,
+        draft_means=draft_means,
+        target_means=target_means,
+        sigmas=sigmas,
+        uniforms=uniforms,
+        residual_uniforms=residual_uniforms,
+        residual_noise=residual_noise,
+        log_ratios=log_ratios,
+        deltas=deltas,
+    )
+
+
+def _rows(tensor: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """``tensor[rows, steps]`` for a (B, L, ...) tensor."""
+    return tensor[rows, steps]
+
+
+def _bonus_or_residual(
+    window: _Window, accepted: torch.Tensor, log_weight: torch.Tensor, *, reflection: bool
+) -> torch.Tensor:
+    """Next state: the bonus step where ``accepted == L``, else a draw at step ``accepted + 1``.
+
+    ``log_weight`` (B,) is the weight ``w_tau`` of the residual (0 for the token rule).
+    """
+    length = window.window
+    rows = torch.arange(accepted.shape[0], device=accepted.device)
+    next_state = torch.empty_like(window.residual_noise, dtype=window.states.dtype)
+    full = accepted == length
+    if bool(full.any()):
+        bonus_rows = rows[full]
+        mean = window.target_means[bonus_rows, length]
+        sigma = window.sigmas[bonus_rows, length]
+        next_state[bonus_rows] = (
+            mean.double() + _expand(sigma, mean) * window.residual_noise[bonus_rows].double()
+        ).to(next_state.dtype)
+    if bool((~full).any()):
+        stop_rows = rows[~full]
+        step = accepted[~full]  # the rejected step is step + 1, at index `step`
+        target_mean = _rows(window.target_means, stop_rows, step)
+        draft_mean = _rows(window.draft_means, stop_rows, step)
+        sigma = window.sigmas[stop_rows, step]
+        if reflection:
+            noise = (_rows(window.states, stop_rows, step + 1).double() - draft_mean.double()) / _expand(
+                sigma, draft_mean
+            )
+            frame = rank_one_frame(target_mean, draft_mean, sigma)
+            reflected = reflect(noise, frame.direction)
+            sample = target_mean.double() + _expand(sigma, reflected) * reflected
+            next_state[stop_rows] = sample.to(next_state.dtype)
+        else:
+            next_state[stop_rows] = sample_weighted_residual(
+                target_mean,
+                draft_mean,
+                sigma,
+                log_weight[~full],
+                uniforms=window.residual_uniforms[~full],
+                noise=window.residual_noise[stop_rows],
+            )
+    return next_state
+
+
+def token_verify(
+    states: torch.Tensor,
+    draft_means: torch.Tensor,
+    target_means: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    uniforms: torch.Tensor,
+    residual_uniforms: torch.Tensor,
+    residual_noise: torch.Tensor,
+    residual: TokenResidual = "reflection",
+) -> VerificationResult:
+    """Step-by-step verification: accept step i with probability ``min(1, r_i)``, stop at the first rejection.
+
+    On a rejection at step i the next state is drawn from ``max(P_i - Q_i, 0) / TV``: by reflecting the draft noise
+    (``residual="reflection"``, De Bortoli et al.: ``mu + sigma (z - 2 <e, z> e)``, costs nothing, uses neither
+    ``residual_uniforms`` nor ``residual_noise``) or by a fresh draw (``residual="fresh"``). If all L steps are
+    accepted, the bonus step is ``target_means[:, L] + sigmas[:, L] * residual_noise``.
+
+    Parameters
+    ----------
+    states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise
+        See the module docstring for shapes.
+    residual : {"reflection", "fresh"}
+
+    Returns
+    -------
+    VerificationResult
+        ``weights`` and ``stop_probs`` both hold the per-step acceptance probabilities ``min(1, r_i)``.
+    """
+    if residual not in ("reflection", "fresh"):
+        raise ValueError(f"residual must be 'reflection' or 'fresh', got {residual!r}")
+    window = _prepare(states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise)
+    log_accept = window.log_ratios.clamp(max=0.0)
+    # accept iff u < min(1, r), compared in log space (log 0 = -inf is always accepted unless r = 0).
+    accepts = torch.log(window.uniforms) < log_accept
+    accepted = torch.cumprod(accepts.long(), dim=1).sum(dim=1)
+    zero_log_weight = torch.zeros(accepted.shape, dtype=torch.float64, device=accepted.device)
+    next_state = _bonus_or_residual(window, accepted, zero_log_weight, reflection=residual == "reflection")
+    accept_prob = log_accept.exp()
+    return VerificationResult(
+        accepted=accepted,
+        next_state=next_state,
+        weights=accept_prob,
+        stop_probs=accept_prob,
+        deltas=window.deltas,
+    )
+
+
+def _log_stop_probs(log_weights: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """``log h_i`` for i = 1..L (DESIGN.md §4).
+
+    ``h_i = R(w_i, delta_{i+1}) / (R(w_i, delta_{i+1}) + 1 - w_i)`` for i < L (1 where the denominator is 0) and
+    ``h_L = w_L``. ``log_weights`` (B, L) are ``log w_1..w_L``; ``deltas`` (B, L+1) hold ``delta_1..``.
+    """
+    length = log_weights.shape[1]
+    log_stop = log_weights.clone()
+    if length > 1:
+        log_w = log_weights[:, :-1].detach().cpu().numpy()
+        next_delta = deltas[:, 1:length].detach().cpu().numpy()
+        log_mass = log_residual_mass_from_log_weight(log_w, next_delta)
+        with np.errstate(divide="ignore"):
+            log_complement = np.log(-np.expm1(log_w))  # log(1 - w), -inf at w = 1
+            denominator = np.logaddexp(log_mass, log_complement)
+            log_h = np.where(np.isneginf(denominator), 0.0, log_mass - denominator)
+        log_stop[:, :-1] = torch.from_numpy(log_h).to(log_weights.device)
+    return log_stop
+
+
+def block_verify(
+    states: torch.Tensor,
+    draft_means: torch.Tensor,
+    target_means: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    uniforms: torch.Tensor,
+    residual_uniforms: torch.Tensor,
+    residual_noise: torch.Tensor,
+) -> VerificationResult:
+    """Block (chunk) verification of Sun et al. adapted to Gaussian transitions (DESIGN.md §4).
+
+    ``w_0 = 1, w_i = min(1, w_{i-1} r_i)``; ``tau = max{i : eta_i < h_i}`` (0 if none: the last success, not the
+    first failure); keep ``X_1..X_tau``; the next state is the bonus step if ``tau == L``, else a fresh draw from
+    ``max(w_tau P_{tau+1} - Q_{tau+1}, 0) / R(w_tau, delta_{tau+1})``. With ``L = 1`` this is the token rule with a
+    fresh residual.
+
+    Parameters
+    ----------
+    states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise
+        See the module docstring for shapes; ``uniforms`` are the ``eta_i``.
+
+    Returns
+    -------
+    VerificationResult
+    """
+    window = _prepare(states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise)
+    # log w_i = min(0, log w_{i-1} + log r_i): a walk reflected at 0, computed by a running loop over the window.
+    log_weights = torch.empty_like(window.log_ratios)
+    running = torch.zeros_like(window.log_ratios[:, 0])
+    for i in range(window.window):
+        running = (running + window.log_ratios[:, i]).clamp(max=0.0)
+        log_weights[:, i] = running
+    log_stop = _log_stop_probs(log_weights, window.deltas)
+    # eta_i < h_i (strict: a stop with h_i = 0 has an empty residual); tau = the last such i, 0 if none.
+    success = torch.log(window.uniforms) < log_stop
+    positions = torch.arange(1, window.window + 1, device=success.device)
+    accepted = (success.long() * positions).max(dim=1).values
+    rows = torch.arange(accepted.shape[0], device=accepted.device)
+    padded = torch.cat([torch.zeros_like(log_weights[:, :1]), log_weights], dim=1)
+    residual_log_weight = padded[rows, accepted]  # log w_tau, with w_0 = 1
+    next_state = _bonus_or_residual(window, accepted, residual_log_weight, reflection=False)
+    return VerificationResult(
+        accepted=accepted,
+        next_state=next_state,
+        weights=log_weights.exp(),
+        stop_probs=log_stop.exp(),
+        deltas=window.deltas,
+    )
