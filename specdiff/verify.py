@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from specdiff.residual import _batch_dot, _expand, rank_one_frame, reflect, sample_weighted_residual
+from specdiff.residual import _expand, rank_one_frame, reflect, sample_weighted_residual
 from theory.gaussian import log_residual_mass_from_log_weight
 
 TokenResidual = Literal["reflection", "fresh"]
@@ -185,9 +185,9 @@ def _bonus_or_residual(
         bonus_rows = rows[full]
         mean = window.target_means[bonus_rows, length]
         sigma = window.sigmas[bonus_rows, length]
-        next_state[bonus_rows] = (
-            mean.double() + _expand(sigma, mean) * window.residual_noise[bonus_rows].double()
-        ).to(next_state.dtype)
+        next_state[bonus_rows] = (mean.double() + _expand(sigma, mean) * window.residual_noise[bonus_rows].double()).to(
+            next_state.dtype
+        )
     if bool((~full).any()):
         stop_rows = rows[~full]
         step = accepted[~full]  # the rejected step is step + 1, at index `step`
@@ -282,6 +282,12 @@ def _log_stop_probs(log_weights: torch.Tensor, deltas: torch.Tensor) -> torch.Te
     return log_stop
 
 
+def _last_success(success: torch.Tensor) -> torch.Tensor:
+    """``tau = max{i : success_i}`` over i = 1..L, 0 if none: (B, L) bool -> (B,) long."""
+    positions = torch.arange(1, success.shape[1] + 1, device=success.device)
+    return (success.long() * positions).max(dim=1).values
+
+
 def block_verify(
     states: torch.Tensor,
     draft_means: torch.Tensor,
@@ -317,9 +323,7 @@ def block_verify(
         log_weights[:, i] = running
     log_stop = _log_stop_probs(log_weights, window.deltas)
     # eta_i < h_i (strict: a stop with h_i = 0 has an empty residual); tau = the last such i, 0 if none.
-    success = torch.log(window.uniforms) < log_stop
-    positions = torch.arange(1, window.window + 1, device=success.device)
-    accepted = (success.long() * positions).max(dim=1).values
+    accepted = _last_success(torch.log(window.uniforms) < log_stop)
     rows = torch.arange(accepted.shape[0], device=accepted.device)
     padded = torch.cat([torch.zeros_like(log_weights[:, :1]), log_weights], dim=1)
     residual_log_weight = padded[rows, accepted]  # log w_tau, with w_0 = 1
