@@ -333,8 +333,9 @@ def residual_quantile_from_log_weight(u: ArrayLike, log_weight: ArrayLike, delta
             proposal = np.maximum(current - (value - target[active]) / slope, 0.0)
         proposal = np.where(np.isfinite(proposal), proposal, current)
         offset[active] = proposal
-        tolerance = 1e-15 * np.maximum(proposal, 0.25 * np.abs(threshold[active] + proposal))
-        active = active[np.abs(proposal - current) > tolerance]
+        # Converged when the step is at rounding level, or when rounding stops the monotone decrease.
+        tolerance = 1e-14 * np.maximum(proposal, 0.25 * np.abs(threshold[active] + proposal))
+        active = active[(current - proposal > tolerance) & (np.abs(value - target[active]) > 1e-15)]
         if active.size == 0:
             break
     return np.asarray((threshold + offset).reshape(u.shape))

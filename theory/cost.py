@@ -1,0 +1,214 @@
+"""Wall-clock model of speculative sampling and the window that maximizes the predicted speedup (DESIGN.md §3).
+
+A round of window ``L`` drafts ``L`` steps and checks them with one batched target call on ``L + 1`` states (the
+drafted states plus the root, whose prediction gives the bonus step). It commits ``1 + E[tau]`` steps and costs
+``draft_cost_per_step * L + c_target(L + 1)`` in units of one target call on one state. Plain sampling commits one
+step per ``c_target(1)``, so the predicted speedup is ``(1 + E[tau]) / round_cost * c_target(1)`` (``c_target(1)``
+is normally 1). The cost curve ``batch_cost`` is either a 1-D array (``batch_cost[B - 1]`` = cost of a batch of
+``B`` states; asking beyond its end is an error, not an extrapolation) or a callable ``B -> cost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from theory.verification import RULES, expected_accepted_length
+
+BatchCost = npt.ArrayLike | Callable[[int], float]
+GapSchedule = float | Callable[[int], npt.ArrayLike]
+
+
+@dataclass(frozen=True)
+class SpeedupPrediction:
+    """Predicted cost and yield of one round of a given window.
+
+    Attributes
+    ----------
+    window : int
+        Drafted steps per round ``L`` (0 = plain sampling).
+    steps_per_round : float
+        Expected committed steps per round, ``1 + E[tau]``.
+    round_cost : float
+        Cost of a round in target-call units, ``draft_cost_per_step * L + c_target(L + 1)``.
+    speedup : float
+        ``steps_per_round / round_cost * c_target(1)``: steps per unit cost relative to plain sampling.
+    """
+
+    window: int
+    steps_per_round: float
+    round_cost: float
+    speedup: float
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """The window maximizing the predicted speedup.
+
+    Attributes
+    ----------
+    window : int
+        Best window in ``0..max_window`` (0 = plain sampling; the smallest window wins ties).
+    speedup : float
+        Its predicted speedup.
+    speedups : ndarray, shape (max_window + 1,)
+        Predicted speedup of every window ``0..max_window`` (``speedups[0] = 1``).
+    """
+
+    window: int
+    speedup: float
+    speedups: npt.NDArray[np.float64]
+
+
+def _check_window(window: int, name: str = "window") -> int:
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {window!r}")
+    return int(window)
+
+
+def _check_draft_cost(draft_cost_per_step: float) -> float:
+    value = float(draft_cost_per_step)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"draft_cost_per_step must be finite and >= 0, got {draft_cost_per_step!r}")
+    return value
+
+
+def target_batch_cost(batch_cost: BatchCost, batch_size: int) -> float:
+    """Cost of one target call on ``batch_size`` states, from an array curve or a callable.
+
+    Parameters
+    ----------
+    batch_cost : array_like, shape (B_max,), or callable
+        ``batch_cost[B - 1]`` is the cost of a batch of ``B`` states, or ``batch_cost(B)``.
+    batch_size : int
+        ``B >= 1``.
+
+    Returns
+    -------
+    float
+        The (positive, finite) cost.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if callable(batch_cost):
+        value = float(batch_cost(batch_size))
+    else:
+        curve = np.asarray(batch_cost, dtype=np.float64)
+        if curve.ndim != 1 or curve.size == 0:
+            raise ValueError(f"batch_cost must be a non-empty 1-D array, got shape {curve.shape}")
+        if batch_size > curve.size:
+            raise ValueError(
+                f"batch_cost covers batches 1..{curve.size}; batch {batch_size} is beyond the measured curve"
+            )
+        value = float(curve[batch_size - 1])
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"batch cost at B = {batch_size} must be finite and > 0, got {value}")
+    return value
+
+
+def token_steps_per_round(accept_prob: float, window: int) -> float:
+    """Committed steps per round of the token rule with constant acceptance: ``(1 - a^{L+1}) / (1 - a)``.
+
+    Parameters
+    ----------
+    accept_prob : float
+        Per-step acceptance ``alpha`` in [0, 1].
+    window : int
+        Drafted steps ``L >= 0``.
+
+    Returns
+    -------
+    float
+        ``sum_{i=0}^{L} alpha^i`` (``L + 1`` when ``alpha = 1``).
+    """
+    window = _check_window(window)
+    if not 0.0 <= accept_prob <= 1.0:
+        raise ValueError(f"accept_prob must be in [0, 1], got {accept_prob!r}")
+    if accept_prob == 1.0:
+        return float(window + 1)
+    return float((1.0 - accept_prob ** (window + 1)) / (1.0 - accept_prob))
+
+
+def expected_steps_per_round(deltas: npt.ArrayLike, rule: str) -> float:
+    """``1 + E[tau]`` for a window with per-step gaps ``deltas`` (shape (L,); empty means plain sampling)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if np.asarray(deltas).size == 0:
+        return 1.0
+    return 1.0 + expected_accepted_length(deltas, rule)
+
+
+def round_cost(window: int, batch_cost: BatchCost, draft_cost_per_step: float) -> float:
+    """Cost of a round in target-call units: ``draft_cost_per_step * L + c_target(L + 1)`` (DESIGN §3)."""
+    window = _check_window(window)
+    return _check_draft_cost(draft_cost_per_step) * window + target_batch_cost(batch_cost, window + 1)
+
+
+def predicted_speedup(
+    deltas: npt.ArrayLike, rule: str, batch_cost: BatchCost, draft_cost_per_step: float
+) -> SpeedupPrediction:
+    """Predicted speedup over plain sampling of rounds drafting steps with gaps ``deltas``.
+
+    Parameters
+    ----------
+    deltas : array_like, shape (L,)
+        Per-step gaps of the window (empty: plain sampling, speedup 1).
+    rule : {"token", "block"}
+        Verification rule.
+    batch_cost : array_like, shape (B_max,), or callable
+        Target batch-cost curve (see the module docstring).
+    draft_cost_per_step : float
+        Draft cost of one drafted step in target-call units (0 for a reuse draft, K/depth for an early exit).
+
+    Returns
+    -------
+    SpeedupPrediction
+    """
+    window = int(np.asarray(deltas).size)
+    steps = expected_steps_per_round(deltas, rule)
+    cost = round_cost(window, batch_cost, draft_cost_per_step)
+    speedup = steps / cost * target_batch_cost(batch_cost, 1)
+    return SpeedupPrediction(window=window, steps_per_round=steps, round_cost=cost, speedup=speedup)
+
+
+def _window_gaps(delta: GapSchedule, window: int) -> npt.NDArray[np.float64]:
+    if callable(delta):
+        gaps = np.asarray(delta(window), dtype=np.float64)
+        if gaps.shape != (window,):
+            raise ValueError(f"delta(window) must return shape ({window},), got {gaps.shape}")
+        return gaps
+    return np.full(window, float(delta))
+
+
+def optimal_window(
+    delta: GapSchedule, rule: str, batch_cost: BatchCost, draft_cost_per_step: float, max_window: int
+) -> WindowChoice:
+    """Window in ``0..max_window`` maximizing the predicted speedup (0 = plain sampling, speedup 1).
+
+    Parameters
+    ----------
+    delta : float or callable
+        Constant per-step gap, or ``window -> gaps`` (array of shape (window,)).
+    rule : {"token", "block"}
+        Verification rule.
+    batch_cost : array_like, shape (B_max,), or callable
+        Target batch-cost curve; it must cover batches up to ``max_window + 1``.
+    draft_cost_per_step : float
+        Draft cost per drafted step, in target-call units.
+    max_window : int
+        Largest window considered (>= 0).
+
+    Returns
+    -------
+    WindowChoice
+    """
+    max_window = _check_window(max_window, "max_window")
+    speedups = np.ones(max_window + 1)
+    for window in range(1, max_window + 1):
+        prediction = predicted_speedup(_window_gaps(delta, window), rule, batch_cost, draft_cost_per_step)
+        speedups[window] = prediction.speedup
+    best = int(np.argmax(speedups))  # the first maximum: the smallest best window
+    return WindowChoice(window=best, speedup=float(speedups[best]), speedups=speedups)
