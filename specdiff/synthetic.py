@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-from specdiff.verify import TokenResidual, VerificationResult, block_verify, token_verify
+from specdiff.verify import RULES, Rule, VerificationResult, apply_rule
 
-Rule = Literal["token-reflection", "token-residual", "block"]
-RULES: tuple[Rule, ...] = ("token-reflection", "token-residual", "block")
+__all__ = ["RULES", "Rule", "SyntheticWindow", "constant_shift_window", "verify_window"]
 
 
 @dataclass(frozen=True)
@@ -84,16 +82,13 @@ def constant_shift_window(
 
 def verify_window(window: SyntheticWindow, rule: Rule) -> VerificationResult:
     """Apply ``rule`` ("token-reflection", "token-residual" or "block") to a synthetic window."""
-    arguments = {
-        "uniforms": window.uniforms,
-        "residual_uniforms": window.residual_uniforms,
-        "residual_noise": window.residual_noise,
-    }
-    if rule == "block":
-        return block_verify(window.states, window.draft_means, window.target_means, window.sigmas, **arguments)
-    if rule in ("token-reflection", "token-residual"):
-        residual: TokenResidual = "reflection" if rule == "token-reflection" else "fresh"
-        return token_verify(
-            window.states, window.draft_means, window.target_means, window.sigmas, residual=residual, **arguments
-        )
-    raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    return apply_rule(
+        rule,
+        window.states,
+        window.draft_means,
+        window.target_means,
+        window.sigmas,
+        uniforms=window.uniforms,
+        residual_uniforms=window.residual_uniforms,
+        residual_noise=window.residual_noise,
+    )

@@ -34,6 +34,8 @@ from specdiff.residual import _expand, rank_one_frame, reflect, sample_weighted_
 from theory.gaussian import log_residual_mass_from_log_weight
 
 TokenResidual = Literal["reflection", "fresh"]
+Rule = Literal["token-reflection", "token-residual", "block"]
+RULES: tuple[Rule, ...] = ("token-reflection", "token-residual", "block")
 
 
 @dataclass(frozen=True)
@@ -335,3 +337,27 @@ def block_verify(
         stop_probs=log_stop.exp(),
         deltas=window.deltas,
     )
+
+
+def apply_rule(
+    rule: Rule,
+    states: torch.Tensor,
+    draft_means: torch.Tensor,
+    target_means: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    uniforms: torch.Tensor,
+    residual_uniforms: torch.Tensor,
+    residual_noise: torch.Tensor,
+) -> VerificationResult:
+    """Verify a window with the rule named ``rule``: "token-reflection", "token-residual" or "block".
+
+    Same arguments and result as ``token_verify`` / ``block_verify``.
+    """
+    randomness = {"uniforms": uniforms, "residual_uniforms": residual_uniforms, "residual_noise": residual_noise}
+    if rule == "block":
+        return block_verify(states, draft_means, target_means, sigmas, **randomness)
+    if rule in ("token-reflection", "token-residual"):
+        residual: TokenResidual = "reflection" if rule == "token-reflection" else "fresh"
+        return token_verify(states, draft_means, target_means, sigmas, residual=residual, **randomness)
+    raise ValueError(f"rule must be one of {RULES}, got {rule!r}")

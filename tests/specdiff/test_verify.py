@@ -13,9 +13,11 @@ import pytest
 import torch
 
 import specdiff.verify as verify_module
-from specdiff.synthetic import RULES, Rule, constant_shift_window, verify_window
+from specdiff.synthetic import constant_shift_window, verify_window
+from specdiff.verify import RULES, Rule
 from specdiff.verify import block_verify, token_verify
-from tests.specdiff.chain import AffineChain, run_chain
+from specdiff.sampler import speculative_chain
+from tests.specdiff.chain import AffineChain
 from tests.statistics import ALPHA, normal_ks_pvalue, z_threshold
 from theory.gaussian import acceptance_probability
 from theory.linear_gaussian import chain_marginals
@@ -374,15 +376,27 @@ def _chain_marginal(step: int) -> tuple[np.ndarray, float]:
 
 def _chain_pvalues(rule: Rule) -> list[float]:
     start = torch.zeros(CHAIN_SAMPLES, CHAIN_DIMENSION, dtype=torch.float64)
-    trajectory, _ = run_chain(
-        _affine_chain(), start, window=4, rule=rule, generator=torch.Generator().manual_seed(CHAIN_SEED)
-    )
+    chain = _affine_chain()
+    generator = torch.Generator().manual_seed(CHAIN_SEED)
+    middle = speculative_chain(
+        chain.target_mean,
+        chain.draft_mean,
+        chain.sigmas[: HORIZON // 2],
+        start,
+        window=4,
+        rule=rule,
+        generator=generator,
+    ).samples
+    final = speculative_chain(
+        chain.target_mean, chain.draft_mean, chain.sigmas, start, window=4, rule=rule, generator=generator
+    ).samples
+    marginals = {HORIZON // 2: middle.numpy(), HORIZON: final.numpy()}
     direction = np.random.default_rng(1).standard_normal(CHAIN_DIMENSION)
     direction /= np.linalg.norm(direction)
     pvalues = []
     for step in (HORIZON // 2, HORIZON):
         mean, variance = _chain_marginal(step)
-        values = trajectory[:, step].numpy()
+        values = marginals[step]
         pvalues.append(normal_ks_pvalue(values[:, 0], mean[0], math.sqrt(variance)))
         pvalues.append(normal_ks_pvalue(values @ direction, float(mean @ direction), math.sqrt(variance)))
     return pvalues

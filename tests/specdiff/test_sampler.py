@@ -1,0 +1,163 @@
+"""The speculative chain sampler: per-sample randomness, horizon and deterministic steps, counts, exactness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from specdiff.sampler import plain_chain, sample_generators, speculative_chain
+from specdiff.verify import RULES, Rule
+from tests.specdiff.chain import AffineChain
+from tests.specdiff.test_verify import _apply_control
+from tests.statistics import ALPHA, normal_ks_pvalue
+from theory.linear_gaussian import chain_marginals
+
+DIMENSION = 3
+
+
+def _chain(sigmas: list[float], draft_scale: float = 0.8) -> AffineChain:
+    steps = len(sigmas)
+    shift = torch.zeros(steps, DIMENSION, dtype=torch.float64)
+    shift[:, 0] = 0.5
+    return AffineChain(
+        target_scale=torch.full((steps,), 0.9, dtype=torch.float64),
+        target_shift=shift,
+        draft_scale=torch.full((steps,), draft_scale, dtype=torch.float64),
+        draft_shift=torch.zeros(steps, DIMENSION, dtype=torch.float64),
+        sigmas=torch.tensor(sigmas, dtype=torch.float64),
+    )
+
+
+SIGMAS = [1.0, 0.9, 0.8, 0.0, 0.7, 0.6, 0.5, 0.4, 0.3, 0.0]  # deterministic steps inside and at the end
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_each_sample_is_independent_of_the_batch(rule: Rule) -> None:
+    chain = _chain(SIGMAS)
+    start = torch.randn(6, DIMENSION, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    seeds = [11, 12, 13, 14, 15, 16]
+    full = speculative_chain(
+        chain.target_mean,
+        chain.draft_mean,
+        chain.sigmas,
+        start,
+        window=3,
+        rule=rule,
+        generator=[torch.Generator().manual_seed(seed) for seed in seeds],
+    )
+    for row in (0, 4):
+        alone = speculative_chain(
+            chain.target_mean,
+            chain.draft_mean,
+            chain.sigmas,
+            start[row : row + 1],
+            window=3,
+            rule=rule,
+            generator=[torch.Generator().manual_seed(seeds[row])],
+        )
+        assert torch.equal(alone.samples[0], full.samples[row])
+
+
+def test_split_generator_is_batch_size_independent() -> None:
+    first = sample_generators(torch.Generator().manual_seed(5), 3)
+    second = sample_generators(torch.Generator().manual_seed(5), 7)
+    for a, b in zip(first, second, strict=False):
+        assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    with pytest.raises(ValueError, match="one generator per sample"):
+        sample_generators([torch.Generator()], 2)
+
+
+def test_plain_chain_is_reproducible_and_counts_calls() -> None:
+    chain = _chain(SIGMAS)
+    start = torch.zeros(4, DIMENSION, dtype=torch.float64)
+    first = plain_chain(chain.target_mean, chain.sigmas, start, generator=torch.Generator().manual_seed(2))
+    second = plain_chain(chain.target_mean, chain.sigmas, start, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(first.samples, second.samples)
+    assert first.target_calls == len(SIGMAS) and first.target_evaluations == 4 * len(SIGMAS)
+
+
+@pytest.mark.parametrize("window", [1, 2, 4])
+def test_perfect_draft_commits_window_plus_bonus_each_round(window: int) -> None:
+    # draft = target: every drafted step is accepted; rounds break only at deterministic steps and the horizon.
+    sigmas = [1.0] * 9
+    chain = _chain(sigmas, draft_scale=0.9)
+    chain = AffineChain(chain.target_scale, chain.target_shift, chain.target_scale, chain.target_shift, chain.sigmas)
+    start = torch.zeros(2, DIMENSION, dtype=torch.float64)
+    result = speculative_chain(
+        chain.target_mean,
+        chain.draft_mean,
+        chain.sigmas,
+        start,
+        window=window,
+        rule="block",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert result.target_calls == result.rounds == math.ceil(9 / (window + 1))
+    assert all(bool((accepted == lengths).all()) for accepted, lengths in zip(result.accepted, result.windows))
+
+
+def test_bad_arguments() -> None:
+    chain = _chain(SIGMAS)
+    start = torch.zeros(2, DIMENSION, dtype=torch.float64)
+    arguments = (chain.target_mean, chain.draft_mean, chain.sigmas, start)
+    with pytest.raises(ValueError, match="window"):
+        speculative_chain(*arguments, window=0, rule="block", generator=torch.Generator())
+    with pytest.raises(ValueError, match="rule"):
+        speculative_chain(*arguments, window=2, rule="fast", generator=torch.Generator())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sigmas"):
+        speculative_chain(
+            chain.target_mean,
+            chain.draft_mean,
+            -chain.sigmas,
+            start,
+            window=2,
+            rule="block",
+            generator=torch.Generator(),
+        )
+    with pytest.raises(ValueError, match="x_init"):
+        plain_chain(chain.target_mean, chain.sigmas, torch.zeros(3), generator=torch.Generator())
+
+
+EXACTNESS_SEED = 99
+# n = 20000 chains, 2 projections: KS at level 1e-4 / 2 detects a shift of 0.04 sd with power > 0.99.
+EXACTNESS_SAMPLES = 20_000
+
+
+def _final_pvalues(rule: Rule) -> list[float]:
+    chain = _chain(SIGMAS, draft_scale=0.6)
+    start = torch.zeros(EXACTNESS_SAMPLES, DIMENSION, dtype=torch.float64)
+    samples = speculative_chain(
+        chain.target_mean,
+        chain.draft_mean,
+        chain.sigmas,
+        start,
+        window=4,
+        rule=rule,
+        generator=torch.Generator().manual_seed(EXACTNESS_SEED),
+    ).samples.numpy()
+    marginals = chain_marginals(
+        initial_mean=np.zeros(DIMENSION),
+        initial_covariance=np.zeros((DIMENSION, DIMENSION)),
+        transitions=[0.9] * len(SIGMAS),
+        offsets=chain.target_shift.numpy(),
+        sigmas=SIGMAS,
+    )
+    mean, std = marginals.means[-1], math.sqrt(marginals.covariances[-1][0, 0])
+    direction = np.array([0.2, -0.7, 0.5]) / np.linalg.norm([0.2, -0.7, 0.5])
+    return [
+        normal_ks_pvalue(samples[:, 0], mean[0], std),
+        normal_ks_pvalue(samples @ direction, float(mean @ direction), std),
+    ]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_speculative_chain_has_the_target_law_through_deterministic_steps(rule: Rule) -> None:
+    assert min(_final_pvalues(rule)) > ALPHA / 2
+
+
+def test_exactness_check_rejects_reflection_in_the_block_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    _apply_control(monkeypatch, "reflection-in-block")
+    assert min(_final_pvalues("block")) < ALPHA / 2
