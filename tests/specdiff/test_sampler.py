@@ -96,7 +96,9 @@ def test_perfect_draft_commits_window_plus_bonus_each_round(window: int) -> None
         generator=torch.Generator().manual_seed(0),
     )
     assert result.target_calls == result.rounds == math.ceil(9 / (window + 1))
-    assert all(bool((accepted == lengths).all()) for accepted, lengths in zip(result.accepted, result.windows))
+    assert all(
+        bool((accepted == lengths).all()) for accepted, lengths in zip(result.accepted, result.windows, strict=True)
+    )
 
 
 def test_bad_arguments() -> None:

@@ -13,10 +13,9 @@ import pytest
 import torch
 
 import specdiff.verify as verify_module
-from specdiff.synthetic import constant_shift_window, verify_window
-from specdiff.verify import RULES, Rule
-from specdiff.verify import block_verify, token_verify
 from specdiff.sampler import speculative_chain
+from specdiff.synthetic import constant_shift_window, verify_window
+from specdiff.verify import RULES, Rule, block_verify, token_verify
 from tests.specdiff.chain import AffineChain
 from tests.statistics import ALPHA, normal_ks_pvalue, z_threshold
 from theory.gaussian import acceptance_probability
