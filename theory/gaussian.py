@@ -62,6 +62,14 @@ def _check_log_weight(log_weight: ArrayLike) -> FloatArray:
     return array
 
 
+def _check_residual(log_weight: ArrayLike, delta: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Validate the parameters of a residual law, which must be non-empty (delta > 0)."""
+    delta = _check_delta(delta)
+    if (delta == 0).any():
+        raise ValueError("the residual is empty when delta == 0 (R(w, 0) = 0): there is nothing to sample")
+    return _check_log_weight(log_weight), delta
+
+
 def acceptance_probability(delta: ArrayLike) -> FloatArray:
     """Probability that one drafted step is accepted: ``alpha(delta) = 2 Phi(-delta / 2) = 1 - TV``.
 
@@ -272,11 +280,7 @@ def residual_log_survival(x: ArrayLike, weight: ArrayLike, delta: ArrayLike) -> 
         0 for ``x <= s*``.
     """
     x = _as_float_array(x, "x")
-    log_weight = np.log(_as_float_array(weight, "weight"))
-    log_weight = _check_log_weight(log_weight)
-    delta = _check_delta(delta)
-    if (delta == 0).any():
-        raise ValueError("the residual is empty when delta == 0 (R(w, 0) = 0): there is nothing to sample")
+    log_weight, delta = _check_residual(np.log(_as_float_array(weight, "weight")), delta)
     x, log_weight, delta = np.broadcast_arrays(x, log_weight, delta)
     threshold = _threshold(log_weight, delta)
     offset = np.maximum(x - threshold, 0.0)
@@ -315,10 +319,7 @@ def residual_quantile_from_log_weight(u: ArrayLike, log_weight: ArrayLike, delta
     u = _as_float_array(u, "u")
     if ((u < 0) | (u >= 1)).any():
         raise ValueError("residual uniforms must lie in [0, 1)")
-    log_weight = _check_log_weight(log_weight)
-    delta = _check_delta(delta)
-    if (delta == 0).any():
-        raise ValueError("the residual is empty when delta == 0 (R(w, 0) = 0): there is nothing to sample")
+    log_weight, delta = _check_residual(log_weight, delta)
     u, log_weight, delta = np.broadcast_arrays(u, log_weight, delta)
     threshold = _threshold(log_weight, delta)
     target = np.log1p(-u) + _log_mills_difference(threshold, delta)
@@ -329,9 +330,10 @@ def residual_quantile_from_log_weight(u: ArrayLike, log_weight: ArrayLike, delta
         value, slope = _log_unnormalized_survival(offset[active], threshold[active], delta[active])
         current = offset[active]
         with np.errstate(divide="ignore", invalid="ignore"):
-            # Concavity of log S keeps the Newton iterates right of the root; clip at s* against rounding.
+            # Concavity of log S keeps the Newton iterates right of the root, so they only decrease; where log S is
+            # flat to rounding, a step can point the wrong way: never move right, and never below s*.
             proposal = np.maximum(current - (value - target[active]) / slope, 0.0)
-        proposal = np.where(np.isfinite(proposal), proposal, current)
+        proposal = np.where(np.isfinite(proposal), np.minimum(proposal, current), current)
         offset[active] = proposal
         # Converged when the step is at rounding level, or when rounding stops the monotone decrease.
         tolerance = 1e-14 * np.maximum(proposal, 0.25 * np.abs(threshold[active] + proposal))
