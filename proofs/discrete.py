@@ -302,6 +302,20 @@ def stopping_law_last_success(stops: Sequence[Fraction]) -> list[Fraction]:
     return law
 
 
+def _first_failure_law(success_probs: Sequence[Fraction]) -> list[Fraction]:
+    """Law of the number of successes before the first failure of independent trials.
+
+    ``[P(tau = 0), ..., P(tau = L)]`` with ``P(tau = i) = prod_{j <= i} p_j (1 - p_{i+1})``.
+    """
+    law = []
+    survived = Fraction(1)
+    for success in success_probs:
+        law.append(survived * (1 - success))
+        survived *= success
+    law.append(survived)
+    return law
+
+
 def stopping_law_first_failure(stops: Sequence[Fraction]) -> list[Fraction]:
     """Law of ``tau = (first i with eta_i > h_i) - 1`` (``L`` if none): the WRONG rule of control (c).
 
@@ -315,13 +329,7 @@ def stopping_law_first_failure(stops: Sequence[Fraction]) -> list[Fraction]:
     list of Fraction
         ``[P(tau = 0), ..., P(tau = L)]`` with ``P(tau = i) = prod_{j <= i} h_j (1 - h_{i+1})``.
     """
-    law = []
-    survived = Fraction(1)
-    for stop in stops:
-        law.append(survived * (1 - stop))
-        survived *= stop
-    law.append(survived)
-    return law
+    return _first_failure_law(stops)
 
 
 def token_stopping_law(ratios: Sequence[Fraction]) -> list[Fraction]:
@@ -337,14 +345,7 @@ def token_stopping_law(ratios: Sequence[Fraction]) -> list[Fraction]:
     list of Fraction
         ``[P(tau = 0), ..., P(tau = L)]``.
     """
-    law = []
-    survived = Fraction(1)
-    for ratio in ratios:
-        accept_prob = min(Fraction(1), ratio)
-        law.append(survived * (1 - accept_prob))
-        survived *= accept_prob
-    law.append(survived)
-    return law
+    return _first_failure_law([min(Fraction(1), ratio) for ratio in ratios])
 
 
 def _accepted_length_law(

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,16 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
 import torch
 
+from simulations.provenance import REPOSITORY_ROOT, git_commit, git_dirty, machine
 from specdiff.residual import (
     residual_rejection_acceptance_rate,
     sample_weighted_residual,
     sample_weighted_residual_rejection,
 )
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "residual_cost.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "residual_cost.json"
 DEFAULT_SEED = 20_250_601
@@ -253,46 +250,6 @@ def measure(config: Config, seed: int) -> list[Record]:
                        rate, 1.0 / rate, float(np.mean(proposals)))
             )  # fmt: skip
     return records
-
-
-def git_commit() -> str:
-    """``git rev-parse HEAD`` of the repository, or ``"unknown"``."""
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return completed.stdout.strip() or "unknown"
-
-
-def git_dirty() -> bool | None:
-    """Whether the working tree has uncommitted changes (``None`` if git is unavailable)."""
-    try:
-        completed = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=REPOSITORY_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(completed.stdout.strip())
-
-
-def machine() -> dict[str, str]:
-    """Platform, processor and library versions."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "torch_threads": str(torch.get_num_threads()),
-    }
 
 
 def format_table(records: Sequence[Record]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 
-from simulations.residual_cost import REPOSITORY_ROOT, git_commit, git_dirty, machine
+from simulations.provenance import REPOSITORY_ROOT, git_commit, git_dirty, machine
 from theory.gaussian import log_residual_mass
 from theory.verification import block_profile_grid, constant_gap_block_profile
 

@@ -1,0 +1,53 @@
+"""Provenance of a saved result: the commit, whether the tree was dirty, and the machine."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import scipy
+import torch
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of the repository, or ``"unknown"``."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return completed.stdout.strip() or "unknown"
+
+
+def git_dirty() -> bool | None:
+    """Whether the working tree has uncommitted changes (``None`` if git is unavailable)."""
+    try:
+        completed = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=REPOSITORY_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(completed.stdout.strip())
+
+
+def machine() -> dict[str, str]:
+    """Platform, processor and library versions."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch_threads": str(torch.get_num_threads()),
+    }
