@@ -18,11 +18,14 @@ already computed. A sample whose next step is deterministic takes it plainly, in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter, Model, ModelChain, kernel_sigmas
+from specdiff.kernels import Kernel
+from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.verify import RULES, Rule, apply_rule
 
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -63,7 +66,11 @@ class SpeculativeResult:
     target_evaluations : int
         States evaluated by the target over all rounds.
     draft_calls : int
-        Sequential (batched) draft calls.
+        Sequential (batched) draft calls: drafted positions, summed over rounds.
+    draft_cost : float
+        Sequential cost of the drafts in target-call units (the drafter's per-step and per-round costs).
+    plain_steps : int
+        Steps taken plainly (window 0 chosen by the policy, or no draft available yet), summed over samples.
     rounds : int
     accepted : list of Tensor
         Per verified (sample, round): a (k,) long tensor of accepted lengths per round, in round order.
@@ -73,6 +80,8 @@ class SpeculativeResult:
         Per round, the (k, L) block weights (or token acceptance probabilities).
     windows : list of Tensor
         Per round, the (k,) window length of each verified sample.
+    steps : list of Tensor
+        Per round, the (k,) step index of each verified window's root.
     wall_seconds : float
     """
 
@@ -80,17 +89,25 @@ class SpeculativeResult:
     target_calls: int = 0
     target_evaluations: int = 0
     draft_calls: int = 0
+    draft_cost: float = 0.0
+    plain_steps: int = 0
     rounds: int = 0
     accepted: list[torch.Tensor] = field(default_factory=list)
     deltas: list[torch.Tensor] = field(default_factory=list)
     weights: list[torch.Tensor] = field(default_factory=list)
     windows: list[torch.Tensor] = field(default_factory=list)
+    steps: list[torch.Tensor] = field(default_factory=list)
     wall_seconds: float = 0.0
 
     @property
     def steps_per_call(self) -> float:
         """Committed steps per sequential target call, ``N / target_calls`` for a batch of one."""
         return float("nan") if self.target_calls == 0 else self._horizon / self.target_calls
+
+    @property
+    def sequential_cost(self) -> float:
+        """Target calls plus the drafts' cost, in target-call units."""
+        return self.target_calls + self.draft_cost
 
     _horizon: int = 0
 
@@ -169,7 +186,7 @@ def plain_chain(
 
 @dataclass(frozen=True)
 class _RowRandomness:
-    """Randomness of one round for the rows with window length L."""
+    """Randomness of one round for rows drafting L steps (L = 0: a plain step, only ``residual_noise``)."""
 
     draft_noise: torch.Tensor  # (k, L, *event)
     uniforms: torch.Tensor  # (k, L)
@@ -187,39 +204,48 @@ def _draw(
     residual_noise: list[torch.Tensor] = []
     for row in rows:
         g = generators[row]
-        draft_noise.append(torch.randn((length, *event), generator=g, dtype=dtype))
-        uniforms.append(torch.rand(length, generator=g, dtype=torch.float64))
-        residual_uniforms.append(torch.rand(1, generator=g, dtype=torch.float64))
+        if length > 0:
+            draft_noise.append(torch.randn((length, *event), generator=g, dtype=dtype))
+            uniforms.append(torch.rand(length, generator=g, dtype=torch.float64))
+            residual_uniforms.append(torch.rand(1, generator=g, dtype=torch.float64))
         residual_noise.append(torch.randn(event, generator=g, dtype=dtype))
+    count = len(rows)
     return _RowRandomness(
-        draft_noise=torch.stack(draft_noise),
-        uniforms=torch.stack(uniforms),
-        residual_uniforms=torch.cat(residual_uniforms),
+        draft_noise=torch.stack(draft_noise) if length > 0 else torch.zeros((count, 0, *event), dtype=dtype),
+        uniforms=torch.stack(uniforms) if length > 0 else torch.zeros((count, 0), dtype=torch.float64),
+        residual_uniforms=torch.cat(residual_uniforms) if length > 0 else torch.zeros(count, dtype=torch.float64),
         residual_noise=torch.stack(residual_noise),
     )
 
 
-def _window_lengths(position: torch.Tensor, sigmas: torch.Tensor, window: int) -> torch.Tensor:
-    """Drafted steps per row: up to ``window``, stopping at the horizon and before any sigma-0 step."""
+def _stochastic_run_lengths(sigmas: torch.Tensor) -> torch.Tensor:
+    """``runs[n]``: consecutive steps with sigma > 0 from step n (N + 1,), 0 at the horizon and at sigma-0 steps."""
     horizon = sigmas.shape[0]
-    lengths = torch.zeros_like(position)
-    stochastic = torch.cat([sigmas > 0, torch.zeros(1, dtype=torch.bool)])
-    for row in range(position.shape[0]):
-        start = int(position[row])
-        length = 0
-        while length < window and start + length < horizon and bool(stochastic[start + length]):
-            length += 1
-        lengths[row] = length
-    return lengths
+    runs = torch.zeros(horizon + 1, dtype=torch.long)
+    for step in range(horizon - 1, -1, -1):
+        runs[step] = runs[step + 1] + 1 if float(sigmas[step]) > 0 else 0
+    return runs
+
+
+def _as_policy(window: int | WindowPolicy) -> WindowPolicy:
+    if isinstance(window, WindowPolicy):
+        return window
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1 or a WindowPolicy, got {window!r}")
+    return FixedWindow(window)
+
+
+Evaluate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``evaluate(states (M, *event), steps (M,), rows (M,)) -> (means, predictions)``: one target call."""
 
 
 def speculative_chain(
     target_mean: MeanFunction,
-    draft_mean: MeanFunction,
+    draft_mean: MeanFunction | Drafter,
     sigmas: torch.Tensor,
     x_init: torch.Tensor,
     *,
-    window: int,
+    window: int | WindowPolicy,
     rule: Rule,
     generator: torch.Generator | Sequence[torch.Generator],
 ) -> SpeculativeResult:
@@ -227,13 +253,16 @@ def speculative_chain(
 
     Parameters
     ----------
-    target_mean, draft_mean : callable
-        ``(states (M, *event), steps (M,)) -> means (M, *event)``; the target is called once per round on every
-        window state of every active sample, the draft once per drafted position.
+    target_mean : callable
+        ``(states (M, *event), steps (M,)) -> means (M, *event)``, called once per round on every window state of
+        every active sample.
+    draft_mean : callable or Drafter
+        ``(states (M, *event), steps (M,)) -> means (M, *event)``, called once per drafted position; or a
+        :class:`specdiff.drafters.Drafter` that needs no model (for example a ``MeanDrafter`` with a cost).
     sigmas : Tensor, shape (N,)
     x_init : Tensor, shape (B, *event)
-    window : int
-        Maximum drafted steps per round (>= 1).
+    window : int or WindowPolicy
+        Maximum drafted steps per round (>= 1), or a policy choosing it per sample and round.
     rule : {"token-reflection", "token-residual", "block"}
     generator : torch.Generator or sequence of B generators
 
@@ -241,114 +270,291 @@ def speculative_chain(
     -------
     SpeculativeResult
     """
+    drafter = draft_mean if isinstance(draft_mean, Drafter) else MeanDrafter(draft_mean)
+
+    def evaluate(states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        means = target_mean(states, steps)
+        return means, means
+
+    return _speculate(evaluate, drafter, None, sigmas, x_init, window=window, rule=rule, generator=generator)
+
+
+def sample(
+    model: Model,
+    kernel: Kernel,
+    x_init: torch.Tensor,
+    *,
+    drafter: Drafter | None = None,
+    window: int | WindowPolicy | None = None,
+    rule: Rule = "block",
+    generator: torch.Generator | Sequence[torch.Generator],
+    conditioning: Mapping[str, torch.Tensor] | None = None,
+) -> SpeculativeResult:
+    """Speculative sampling of a diffusion model, exactly distributed as :func:`sample_plain`.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(x, t, **conditioning) -> prediction``: x (M, *event) the kernel's model input, t (M,) timesteps.
+    kernel : Kernel
+        DDPM / DDIM / Euler-Maruyama / Euler ancestral kernel giving each step's Gaussian transition.
+    x_init : Tensor, shape (B, *event)
+        Initial states, typically ``kernel.prior_std * randn``.
+    drafter : Drafter, optional
+        Default: the reuse :class:`~specdiff.drafters.FreeDrafter`.
+    window : int or WindowPolicy, optional
+        Default: :class:`~specdiff.policies.AdaptiveWindow` (at most 16 steps, minimizing target calls).
+    rule : {"token-reflection", "token-residual", "block"}
+    generator : torch.Generator or sequence of B generators
+    conditioning : mapping of str to Tensor (B, ...), optional
+        Per-sample keyword arguments of the model (e.g. ``{"y": labels}``).
+
+    Returns
+    -------
+    SpeculativeResult
+    """
+    chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
+    _check_conditioning(chain, x_init)
+    return _speculate(
+        chain.evaluate,
+        FreeDrafter() if drafter is None else drafter,
+        chain,
+        kernel_sigmas(kernel),
+        x_init,
+        window=AdaptiveWindow() if window is None else window,
+        rule=rule,
+        generator=generator,
+    )
+
+
+def sample_plain(
+    model: Model,
+    kernel: Kernel,
+    x_init: torch.Tensor,
+    *,
+    generator: torch.Generator | Sequence[torch.Generator],
+    conditioning: Mapping[str, torch.Tensor] | None = None,
+) -> ChainResult:
+    """Plain ancestral sampling of a diffusion model (one target call per step); arguments as :func:`sample`."""
+    chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
+    _check_conditioning(chain, x_init)
+    rows = torch.arange(x_init.shape[0])
+
+    def target_mean(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        return chain.evaluate(states, steps, rows)[0]
+
+    return plain_chain(target_mean, kernel_sigmas(kernel), x_init, generator=generator)
+
+
+def _check_conditioning(chain: ModelChain, x_init: torch.Tensor) -> None:
+    for name, value in chain.conditioning.items():
+        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != x_init.shape[0]:
+            raise ValueError(f"conditioning {name!r} must be a tensor with one row per sample ({x_init.shape[0]})")
+
+
+def _speculate(
+    evaluate: Evaluate,
+    drafter: Drafter,
+    chain: ModelChain | None,
+    sigmas: torch.Tensor,
+    x_init: torch.Tensor,
+    *,
+    window: int | WindowPolicy,
+    rule: Rule,
+    generator: torch.Generator | Sequence[torch.Generator],
+) -> SpeculativeResult:
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    if not isinstance(window, int) or window < 1:
-        raise ValueError("window must be an int >= 1")
+    policy = _as_policy(window)
     start_time = time.perf_counter()
     sigmas = _check_chain(sigmas, x_init)
     horizon = int(sigmas.shape[0])
-    batch, event = int(x_init.shape[0]), tuple(x_init.shape[1:])
+    batch = int(x_init.shape[0])
     generators = sample_generators(generator, batch)
+    drafter.reset(batch, chain)
+    policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round)
+    context = _Context(evaluate, drafter, policy, sigmas, _stochastic_run_lengths(sigmas), rule, generators)
     state = x_init.clone()
     position = torch.zeros(batch, dtype=torch.long)
     result = SpeculativeResult(samples=state)
     while bool((position < horizon).any()):
-        _round(target_mean, draft_mean, sigmas, state, position, window, rule, generators, event, result)
+        _round(context, state, position, result)
     result.samples = state
     result.wall_seconds = time.perf_counter() - start_time
     result._horizon = horizon
     return result
 
 
-def _round(
-    target_mean: MeanFunction,
-    draft_mean: MeanFunction,
-    sigmas: torch.Tensor,
-    state: torch.Tensor,
-    position: torch.Tensor,
-    window: int,
-    rule: Rule,
-    generators: list[torch.Generator],
-    event: tuple[int, ...],
-    result: SpeculativeResult,
-) -> None:
+@dataclass(frozen=True)
+class _Context:
+    evaluate: Evaluate
+    drafter: Drafter
+    policy: WindowPolicy
+    sigmas: torch.Tensor  # (N,) float64
+    runs: torch.Tensor  # (N + 1,) stochastic run lengths
+    rule: Rule
+    generators: list[torch.Generator]
+
+
+def _column(values: torch.Tensor, event_dims: int) -> torch.Tensor:
+    return values[(...,) + (None,) * event_dims]
+
+
+def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, result: SpeculativeResult) -> None:
+    sigmas, drafter, policy = context.sigmas, context.drafter, context.policy
     horizon = sigmas.shape[0]
-    active = torch.nonzero(position < horizon).squeeze(1)
-    lengths = _window_lengths(position[active], sigmas, window)
-    base = position[active]
-    longest = int(lengths.max())
+    event = tuple(state.shape[1:])
     device, dtype = state.device, state.dtype
-    # Draft: states (k, longest+1, *event); row r uses columns 0..lengths[r].
-    per_length = {}
+    active = torch.nonzero(position < horizon).squeeze(1)
+    base = position[active]
+    wanted = policy.windows(active)
+    lengths = torch.where(drafter.ready(active), torch.minimum(wanted, context.runs[base]), 0)
+    stochastic_root = sigmas[base] > 0
+    longest = int(lengths.max())
+
+    # Draws, per row from its own generator; rows grouped by window length.
+    groups = {}
     for length in sorted(set(lengths.tolist())):
-        members = torch.nonzero(lengths == length).squeeze(1)
-        per_length[length] = (members, _draw(generators, active[members].tolist(), length, event, dtype))
+        members = torch.nonzero((lengths == length) & (stochastic_root if length == 0 else True)).squeeze(1)
+        if members.numel():
+            groups[length] = (members, _draw(context.generators, active[members].tolist(), length, event, dtype))
+    deterministic = torch.nonzero((lengths == 0) & ~stochastic_root).squeeze(1)
+
+    # Draft: states (k, longest + 1, *event); row r uses columns 0..lengths[r].
     states = torch.zeros((active.shape[0], longest + 1, *event), dtype=dtype, device=device)
     states[:, 0] = state[active]
     draft_means = torch.zeros((active.shape[0], max(longest, 1), *event), dtype=dtype, device=device)
     noise = torch.zeros_like(draft_means)
-    for members, draws in per_length.values():
-        if draws.draft_noise.shape[1] > 0:
-            noise[members, : draws.draft_noise.shape[1]] = draws.draft_noise.to(device)
+    for length, (members, draws) in groups.items():
+        if length > 0:
+            noise[members, :length] = draws.draft_noise.to(device)
     for i in range(longest):
         rows = torch.nonzero(lengths > i).squeeze(1)
-        means = draft_mean(states[rows, i], base[rows] + i)
+        means = drafter.draft(states[rows, i], base[rows] + i, active[rows], i)
         draft_means[rows, i] = means
-        states[rows, i + 1] = means + sigmas[base[rows] + i].to(dtype)[(...,) + (None,) * len(event)] * noise[rows, i]
-    result.draft_calls += longest
+        step_sigmas = sigmas[base[rows] + i].to(device=device, dtype=dtype)
+        states[rows, i + 1] = means + _column(step_sigmas, len(event)) * noise[rows, i]
+    if longest > 0:
+        result.draft_calls += longest
+        result.draft_cost += drafter.draft_cost_per_round + drafter.draft_cost_per_step * longest
+
     # One batched target call on every window state whose step is inside the horizon.
     columns = torch.arange(longest + 1)
     needed = (columns[None, :] <= lengths[:, None]) & (base[:, None] + columns[None, :] < horizon)
     rows_index, columns_index = torch.nonzero(needed, as_tuple=True)
-    targets = torch.zeros_like(states)
-    targets[rows_index, columns_index] = target_mean(
-        states[rows_index, columns_index], base[rows_index] + columns_index
+    means, predictions = context.evaluate(
+        states[rows_index, columns_index], base[rows_index] + columns_index, active[rows_index]
     )
+    targets = torch.zeros_like(states)
+    targets[rows_index, columns_index] = means.to(dtype)
+    outputs = torch.zeros((*states.shape[:2], *predictions.shape[1:]), dtype=predictions.dtype, device=device)
+    outputs[rows_index, columns_index] = predictions
     result.target_calls += 1
     result.target_evaluations += int(rows_index.shape[0])
     result.rounds += 1
-    for length, (members, draws) in per_length.items():
-        rows = active[members]
-        row_base = base[members]
+
+    if deterministic.numel():
+        # A deterministic step (sigma 0): take it plainly from the batched call.
+        state[active[deterministic]] = targets[deterministic, 0]
+        position[active[deterministic]] += 1
+        drafter.observe(active[deterministic], base[deterministic], outputs[deterministic, 0])
+    for length, (members, draws) in groups.items():
         if length == 0:
-            # A deterministic step (sigma 0): take it plainly from the batched call.
-            state[rows] = targets[members, 0]
-            position[rows] = row_base + 1
-            continue
-        bonus_step = row_base + length
-        has_bonus = bonus_step < horizon
-        bonus_sigma = torch.where(
-            has_bonus, sigmas[bonus_step.clamp(max=horizon - 1)], torch.zeros_like(bonus_step, dtype=torch.float64)
-        )
-        step_sigmas = torch.cat(
-            [
-                sigmas[row_base[:, None] + torch.arange(length)[None, :]],
-                torch.where(bonus_sigma > 0, bonus_sigma, 1.0)[:, None],
-            ],
-            dim=1,
-        )
-        outcome = apply_rule(
-            rule,
-            states[members, : length + 1],
-            draft_means[members, :length],
-            targets[members, : length + 1],  # target at window states 0..L = means of steps 1..L+1
-            step_sigmas,
-            uniforms=draws.uniforms,
-            residual_uniforms=draws.residual_uniforms,
-            residual_noise=draws.residual_noise.to(device),
-        )
-        accepted = outcome.accepted
-        full = accepted == length
-        next_state = outcome.next_state.clone()
-        deterministic_bonus = full & has_bonus & (bonus_sigma == 0)
-        next_state[deterministic_bonus] = targets[members[deterministic_bonus], length]
-        kept = states[members, accepted]
-        # Without a bonus step the window ends at the horizon: commit the last drafted state.
-        new_state = torch.where((full & ~has_bonus)[(...,) + (None,) * len(event)], kept, next_state)
-        state[rows] = new_state
-        position[rows] = torch.clamp(row_base + accepted + 1, max=horizon)
-        result.accepted.append(accepted)
-        result.deltas.append(outcome.deltas[:, :length])
-        result.weights.append(outcome.weights)
-        result.windows.append(torch.full_like(accepted, length))
+            _plain_step(context, state, position, result, active, base, states, targets, outputs, members, draws)
+        else:
+            _verify_and_commit(
+                context, state, position, result, active, base, states, draft_means, targets, outputs, members, draws
+            )
+
+
+def _plain_step(
+    context: _Context,
+    state: torch.Tensor,
+    position: torch.Tensor,
+    result: SpeculativeResult,
+    active: torch.Tensor,
+    base: torch.Tensor,
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    outputs: torch.Tensor,
+    members: torch.Tensor,
+    draws: _RowRandomness,
+) -> None:
+    """Rows that take a plain stochastic step (window 0); a free drafter is probed at the root for its gap."""
+    drafter, rows, row_base = context.drafter, active[members], base[members]
+    step_sigmas = context.sigmas[row_base].to(device=state.device, dtype=state.dtype)
+    event_dims = state.dim() - 1
+    state[rows] = targets[members, 0] + _column(step_sigmas, event_dims) * draws.residual_noise.to(state.device)
+    position[rows] = row_base + 1
+    result.plain_steps += int(members.numel())
+    probe = members[drafter.ready(rows)] if context.policy.probes_plain_steps else members[:0]
+    if probe.numel():
+        # The draft at the root costs nothing for a free drafter; its gap tells the policy whether to speculate.
+        draft = drafter.draft(states[probe, 0], base[probe], active[probe], 0)
+        gap = (targets[probe, 0].double() - draft.double()).flatten(1).norm(dim=1)
+        context.policy.observe(active[probe], (gap / context.sigmas[base[probe]].to(gap.device))[:, None])
+    drafter.observe(rows, row_base, outputs[members, 0])
+
+
+def _verify_and_commit(
+    context: _Context,
+    state: torch.Tensor,
+    position: torch.Tensor,
+    result: SpeculativeResult,
+    active: torch.Tensor,
+    base: torch.Tensor,
+    states: torch.Tensor,
+    draft_means: torch.Tensor,
+    targets: torch.Tensor,
+    outputs: torch.Tensor,
+    members: torch.Tensor,
+    draws: _RowRandomness,
+) -> None:
+    """Verify the rows that drafted ``L >= 1`` steps and commit their next state."""
+    sigmas, horizon = context.sigmas, context.sigmas.shape[0]
+    length = draws.uniforms.shape[1]
+    rows, row_base = active[members], base[members]
+    event_dims = state.dim() - 1
+    bonus_step = row_base + length
+    has_bonus = bonus_step < horizon
+    bonus_sigma = torch.where(
+        has_bonus, sigmas[bonus_step.clamp(max=horizon - 1)], torch.zeros_like(bonus_step, dtype=torch.float64)
+    )
+    step_sigmas = torch.cat(
+        [
+            sigmas[row_base[:, None] + torch.arange(length)[None, :]],
+            torch.where(bonus_sigma > 0, bonus_sigma, 1.0)[:, None],
+        ],
+        dim=1,
+    )
+    outcome = apply_rule(
+        context.rule,
+        states[members, : length + 1],
+        draft_means[members, :length],
+        targets[members, : length + 1],  # target at window states 0..L = means of steps 1..L+1
+        step_sigmas,
+        uniforms=draws.uniforms,
+        residual_uniforms=draws.residual_uniforms,
+        residual_noise=draws.residual_noise.to(state.device),
+    )
+    accepted = outcome.accepted
+    full = accepted == length
+    next_state = outcome.next_state.clone()
+    deterministic_bonus = full & has_bonus & (bonus_sigma == 0)
+    next_state[deterministic_bonus] = targets[members[deterministic_bonus], length]
+    kept = states[members, accepted]
+    # Without a bonus step the window ends at the horizon: commit the last drafted state.
+    state[rows] = torch.where(_column(full & ~has_bonus, event_dims), kept, next_state)
+    position[rows] = torch.clamp(row_base + accepted + 1, max=horizon)
+    # The drafter learns the target's predictions at the last two evaluated states of the committed trajectory.
+    for lag in (1, 0):
+        column = accepted - lag
+        seen = (column >= 0) & (row_base + column < horizon)
+        if bool(seen.any()):
+            context.drafter.observe(rows[seen], row_base[seen] + column[seen], outputs[members[seen], column[seen]])
+    context.policy.observe(rows, outcome.deltas[:, :length])
+    result.accepted.append(accepted)
+    result.deltas.append(outcome.deltas[:, :length])
+    result.weights.append(outcome.weights)
+    result.windows.append(torch.full_like(accepted, length))
+    result.steps.append(row_base)

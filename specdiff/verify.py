@@ -276,7 +276,7 @@ def _log_stop_probs(log_weights: torch.Tensor, deltas: torch.Tensor) -> torch.Te
         log_w = log_weights[:, :-1].detach().cpu().numpy()
         next_delta = deltas[:, 1:length].detach().cpu().numpy()
         log_mass = log_residual_mass_from_log_weight(log_w, next_delta)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # -inf - -inf where h_i is set to 1 below
             log_complement = np.log(-np.expm1(log_w))  # log(1 - w), -inf at w = 1
             denominator = np.logaddexp(log_mass, log_complement)
             log_h = np.where(np.isneginf(denominator), 0.0, log_mass - denominator)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from theory.gaussian import acceptance_probability
 from theory.verification import RULES, expected_accepted_length
 
 BatchCost = npt.ArrayLike | Callable[[int], float]
@@ -141,14 +142,28 @@ def expected_steps_per_round(deltas: npt.ArrayLike, rule: str) -> float:
     return 1.0 + expected_accepted_length(deltas, rule)
 
 
-def round_cost(window: int, batch_cost: BatchCost, draft_cost_per_step: float) -> float:
-    """Cost of a round in target-call units: ``draft_cost_per_step * L + c_target(L + 1)`` (DESIGN §3)."""
+def round_cost(
+    window: int, batch_cost: BatchCost, draft_cost_per_step: float, *, draft_cost_per_round: float = 0.0
+) -> float:
+    """Cost of a round in target-call units (DESIGN §3).
+
+    ``draft_cost_per_round + draft_cost_per_step * L + c_target(L + 1)``; the per-round term is, for example, the
+    root call of the frozen-target draft. A plain step (``L = 0``) costs ``c_target(1)`` and no draft.
+    """
     window = _check_window(window)
-    return _check_draft_cost(draft_cost_per_step) * window + target_batch_cost(batch_cost, window + 1)
+    if window == 0:
+        return target_batch_cost(batch_cost, 1)
+    per_round = _check_draft_cost(draft_cost_per_round)
+    return per_round + _check_draft_cost(draft_cost_per_step) * window + target_batch_cost(batch_cost, window + 1)
 
 
 def predicted_speedup(
-    deltas: npt.ArrayLike, rule: str, batch_cost: BatchCost, draft_cost_per_step: float
+    deltas: npt.ArrayLike,
+    rule: str,
+    batch_cost: BatchCost,
+    draft_cost_per_step: float,
+    *,
+    draft_cost_per_round: float = 0.0,
 ) -> SpeedupPrediction:
     """Predicted speedup over plain sampling of rounds drafting steps with gaps ``deltas``.
 
@@ -162,6 +177,8 @@ def predicted_speedup(
         Target batch-cost curve (see the module docstring).
     draft_cost_per_step : float
         Draft cost of one drafted step in target-call units (0 for a reuse draft, K/depth for an early exit).
+    draft_cost_per_round : float
+        Draft cost paid once per speculative round (1 for the frozen-target draft's root call).
 
     Returns
     -------
@@ -169,7 +186,7 @@ def predicted_speedup(
     """
     window = int(np.asarray(deltas).size)
     steps = expected_steps_per_round(deltas, rule)
-    cost = round_cost(window, batch_cost, draft_cost_per_step)
+    cost = round_cost(window, batch_cost, draft_cost_per_step, draft_cost_per_round=draft_cost_per_round)
     speedup = steps / cost * target_batch_cost(batch_cost, 1)
     return SpeedupPrediction(window=window, steps_per_round=steps, round_cost=cost, speedup=speedup)
 
@@ -184,7 +201,13 @@ def _window_gaps(delta: GapSchedule, window: int) -> npt.NDArray[np.float64]:
 
 
 def optimal_window(
-    delta: GapSchedule, rule: str, batch_cost: BatchCost, draft_cost_per_step: float, max_window: int
+    delta: GapSchedule,
+    rule: str,
+    batch_cost: BatchCost,
+    draft_cost_per_step: float,
+    max_window: int,
+    *,
+    draft_cost_per_round: float = 0.0,
 ) -> WindowChoice:
     """Window in ``0..max_window`` maximizing the predicted speedup (0 = plain sampling, speedup 1).
 
@@ -200,6 +223,8 @@ def optimal_window(
         Draft cost per drafted step, in target-call units.
     max_window : int
         Largest window considered (>= 0).
+    draft_cost_per_round : float
+        Draft cost paid once per speculative round (see :func:`round_cost`).
 
     Returns
     -------
@@ -208,7 +233,52 @@ def optimal_window(
     max_window = _check_window(max_window, "max_window")
     speedups = np.ones(max_window + 1)
     for window in range(1, max_window + 1):
-        prediction = predicted_speedup(_window_gaps(delta, window), rule, batch_cost, draft_cost_per_step)
+        gaps = _window_gaps(delta, window)
+        per_round = draft_cost_per_round
+        prediction = predicted_speedup(gaps, rule, batch_cost, draft_cost_per_step, draft_cost_per_round=per_round)
         speedups[window] = prediction.speedup
     best = int(np.argmax(speedups))  # the first maximum: the smallest best window
     return WindowChoice(window=best, speedup=float(speedups[best]), speedups=speedups)
+
+
+def token_window_speedups(
+    deltas: npt.ArrayLike,
+    batch_cost: BatchCost,
+    draft_cost_per_step: float,
+    *,
+    draft_cost_per_round: float = 0.0,
+) -> npt.NDArray[np.float64]:
+    """Predicted token-rule speedups of every window ``0..W`` for many gap profiles at once.
+
+    With per-step acceptance ``alpha_j = alpha(delta_j)`` the token rule commits
+    ``sum_{i=0}^{L} prod_{j<=i} alpha_j`` steps per round (DESIGN §3); the block rule commits at least as many
+    (``E tau_block >= E tau_token``), so this is a conservative estimate for it. Cheap enough for a per-round,
+    per-sample window choice.
+
+    Parameters
+    ----------
+    deltas : array_like, shape (R, W)
+        Row r gives the gaps of drafted positions 1..W.
+    batch_cost, draft_cost_per_step, draft_cost_per_round
+        As in :func:`predicted_speedup`.
+
+    Returns
+    -------
+    ndarray, shape (R, W + 1)
+        Column L is the predicted speedup of window L (column 0, plain sampling, is 1).
+    """
+    gaps = np.asarray(deltas, dtype=np.float64)
+    if gaps.ndim != 2:
+        raise ValueError(f"deltas must have shape (R, W), got {gaps.shape}")
+    if np.isnan(gaps).any() or (gaps < 0).any():
+        raise ValueError("deltas must be >= 0 and not NaN")
+    accept = acceptance_probability(gaps)
+    survival = np.cumprod(accept, axis=1)  # prod_{j<=i} alpha_j, i = 1..W
+    steps = 1.0 + np.concatenate([np.zeros((gaps.shape[0], 1)), np.cumsum(survival, axis=1)], axis=1)
+    costs = np.array(
+        [
+            round_cost(window, batch_cost, draft_cost_per_step, draft_cost_per_round=draft_cost_per_round)
+            for window in range(gaps.shape[1] + 1)
+        ]
+    )
+    return steps / costs[None, :] * target_batch_cost(batch_cost, 1)

@@ -12,6 +12,7 @@ from theory.cost import (
     optimal_window,
     predicted_speedup,
     round_cost,
+    token_window_speedups,
     target_batch_cost,
     token_steps_per_round,
 )
@@ -108,3 +109,32 @@ def test_callable_gap_schedule() -> None:
 def test_validation(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_per_round_draft_cost() -> None:
+    # The frozen-target draft pays one root call per round: L = 3 at flat cost costs 1 + 1 = 2 calls.
+    assert round_cost(3, FLAT, 0.0, draft_cost_per_round=1.0) == pytest.approx(2.0)
+    assert round_cost(0, FLAT, 0.5, draft_cost_per_round=1.0) == pytest.approx(1.0)  # a plain step pays no draft
+    # With exact drafts (delta = 0) a window L yields L + 1 steps for 2 calls: the speedup is (L + 1) / 2.
+    prediction = predicted_speedup(np.zeros(3), "token", FLAT, 0.0, draft_cost_per_round=1.0)
+    assert prediction.speedup == pytest.approx(2.0)
+    # A poor draft (delta = 3) does not pay for the root call: plain sampling is chosen.
+    choice = optimal_window(3.0, "block", FLAT, 0.0, 16, draft_cost_per_round=1.0)
+    assert choice.window == 0 and choice.speedup == 1.0
+    with pytest.raises(ValueError):
+        round_cost(2, FLAT, 0.0, draft_cost_per_round=-1.0)
+
+
+def test_token_window_speedups_match_predicted_speedup() -> None:
+    gaps = np.array([[0.1, 0.4, 0.9, 2.0], [0.0, 0.0, 0.0, 0.0], [3.0, 3.0, 3.0, 3.0]])
+    table = token_window_speedups(gaps, DIT_LIKE, 0.1, draft_cost_per_round=0.5)
+    assert table.shape == (3, 5)
+    assert np.allclose(table[:, 0], 1.0)
+    for row in range(3):
+        for window in range(1, 5):
+            expected = predicted_speedup(gaps[row, :window], "token", DIT_LIKE, 0.1, draft_cost_per_round=0.5)
+            assert table[row, window] == pytest.approx(expected.speedup, rel=1e-9)
+    with pytest.raises(ValueError, match="shape"):
+        token_window_speedups(np.zeros(3), FLAT, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        token_window_speedups(np.full((1, 2), np.nan), FLAT, 0.0)

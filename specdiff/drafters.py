@@ -1,0 +1,340 @@
+"""Drafters: where the draft means of a speculative window come from (DESIGN.md §5).
+
+A drafter proposes the mean ``nu_n(x)`` of each drafted step. Exactness never depends on the drafter: verification
+corrects any draft that is a function of the past (the committed trajectory and the drafted states so far). Only
+the acceptance, and so the speed, does. Each drafter reports its cost in target-call units, which the adaptive
+window policy (``specdiff.policies``) weighs against the expected gain.
+
+Model-level drafters see the target through a :class:`ModelChain` (a model, a kernel and the per-sample
+conditioning) and receive, after each verification pass, the target predictions at the last two evaluated states of
+each sample's committed trajectory (:meth:`Drafter.observe`). The drafters:
+
+- :class:`FrozenDrafter` (De Bortoli et al.): one target call at the window root, its prediction reused for every
+  step with that step's own coefficients. The first step is exact; a round costs two sequential calls.
+- :class:`FreeDrafter` (self-speculative, training-free): (a) *reuse* the latest target prediction computed by the
+  previous verification pass, so a round costs one sequential call; (b) *early exit*: the first ``exit_blocks``
+  blocks of the target and its final layer (a model with ``forward_first_k``), costing about K/depth per step.
+- :class:`ExtrapolatingDrafter`: the prediction extrapolated linearly in the step index from the last two target
+  evaluations (free).
+- :class:`ModelDrafter`: an independent (cheaper) model with the same interface as the target.
+- :class:`MeanDrafter`: a chain-level draft ``draft_mean(x, n)`` for :func:`specdiff.sampler.speculative_chain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from specdiff.kernels import Kernel
+
+Model = Callable[..., torch.Tensor]
+"""``model(x, t, **conditioning) -> prediction``: x (M, *event) the kernel's model input, t (M,) timesteps."""
+
+
+def _grouped(
+    function: Callable[[torch.Tensor, int], torch.Tensor], states: torch.Tensor, steps: torch.Tensor
+) -> torch.Tensor:
+    """Apply a per-step function ``function(x, step_index)`` to rows grouped by their step index (M,)."""
+    unique = torch.unique(steps)
+    if unique.numel() == 1:
+        return function(states, int(unique[0]))
+    output = torch.empty_like(states)
+    for step in unique.tolist():
+        rows = torch.nonzero(steps == step).squeeze(1)
+        output[rows] = function(states[rows], int(step))
+    return output
+
+
+@dataclass
+class ModelChain:
+    """A diffusion model seen as a Gaussian Markov chain: the model, its kernel and the per-sample conditioning.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(x, t, **conditioning) -> prediction`` with x (M, *event), t (M,) training timesteps.
+    kernel : Kernel
+        Turns a prediction into the step's Gaussian transition.
+    conditioning : mapping of str to Tensor, optional
+        Per-sample keyword arguments of the model, each of shape (B, ...); rows are selected per call.
+    """
+
+    model: Model
+    kernel: Kernel
+    conditioning: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kernel, Kernel):
+            raise ValueError(f"kernel must be a specdiff.kernels.Kernel, got {type(self.kernel).__name__}")
+        if not callable(self.model):
+            raise ValueError("model must be callable")
+
+    def _arguments(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: value[rows.to(value.device)] for name, value in self.conditioning.items()}
+
+    def _inputs(self, states: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = _grouped(self.kernel.model_input, states, steps)
+        return inputs, self.kernel.timesteps.to(states.device)[steps.to(states.device)]
+
+    def predict(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The model prediction at ``states`` (M, *event) for steps (M,) of samples ``rows`` (M,)."""
+        inputs, timesteps = self._inputs(states, steps)
+        return self.model(inputs, timesteps, **self._arguments(rows))
+
+    def predict_first_blocks(
+        self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, blocks: int
+    ) -> torch.Tensor:
+        """The early-exit prediction ``model.forward_first_k(x, t, k=blocks, **conditioning)``."""
+        forward_first_k = getattr(self.model, "forward_first_k", None)
+        if forward_first_k is None:
+            raise ValueError("early exit needs a model with a forward_first_k(x, t, ..., k) method")
+        inputs, timesteps = self._inputs(states, steps)
+        return forward_first_k(inputs, timesteps, k=blocks, **self._arguments(rows))
+
+    def means(self, states: torch.Tensor, predictions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Transition means ``mu_n(x)`` (M, *event) from states and predictions (M, *event), steps (M,)."""
+        combined = torch.stack([states, predictions.to(states.dtype)], dim=1)
+        return _grouped(lambda pair, step: self.kernel.transition(pair[:, 0], pair[:, 1], step).mean, combined, steps)[
+            :, 0
+        ]
+
+    def evaluate(
+        self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One target call: ``(means, predictions)``, each (M, *event)."""
+        predictions = self.predict(states, steps, rows)
+        return self.means(states, predictions, steps), predictions
+
+
+def kernel_sigmas(kernel: Kernel) -> torch.Tensor:
+    """Per-step noise scales ``sigma_n`` (N,) float64 of a kernel (they do not depend on the state)."""
+    probe = torch.zeros(1, 1, dtype=torch.float64)
+    return torch.tensor(
+        [float(kernel.transition(probe, probe, step).sigma) for step in range(kernel.num_steps)], dtype=torch.float64
+    )
+
+
+class Drafter:
+    """Base class: proposes draft means and reports its cost in target-call units.
+
+    Attributes
+    ----------
+    name : str
+        Short label used in results tables.
+    draft_cost_per_step : float
+        Sequential cost of one drafted step, in target calls (0 for reuse / extrapolation, K/depth for early exit).
+    draft_cost_per_round : float
+        Sequential cost paid once per speculative round (1 for the frozen draft's root call).
+    """
+
+    name = "drafter"
+    draft_cost_per_step: float = 0.0
+    draft_cost_per_round: float = 0.0
+
+    def reset(self, batch: int, chain: ModelChain | None) -> None:
+        """Start a new batch of ``batch`` samples (clears any per-sample memory)."""
+        self.batch = batch
+        self.chain = chain
+
+    def ready(self, rows: torch.Tensor) -> torch.Tensor:
+        """Which samples ``rows`` (k,) can be drafted for now, (k,) bool (a reuse draft needs one evaluation)."""
+        return torch.ones(rows.shape, dtype=torch.bool)
+
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+        """Draft means (M, *event) of steps (M,) from the states (M, *event) of samples ``rows`` (M,).
+
+        ``position`` is the index of the step in its window (0 at the root).
+        """
+        raise NotImplementedError
+
+    def observe(self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor) -> None:
+        """Record the target's predictions (k, *event) at committed states of samples ``rows`` for steps (k,).
+
+        Called in trajectory order after each verification pass (at most the last two evaluated states per sample).
+        """
+
+    def _model_chain(self) -> ModelChain:
+        chain = getattr(self, "chain", None)
+        if chain is None:
+            raise ValueError(f"{type(self).__name__} drafts from a model: use specdiff.sample, not speculative_chain")
+        return chain
+
+
+class MeanDrafter(Drafter):
+    """A chain-level draft: ``draft_mean(states (M, *event), steps (M,)) -> means``.
+
+    Parameters
+    ----------
+    draft_mean : callable
+    draft_cost_per_step : float
+        Its cost per drafted step in target calls.
+    """
+
+    name = "mean"
+
+    def __init__(
+        self, draft_mean: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], draft_cost_per_step: float = 0.0
+    ):
+        if not callable(draft_mean):
+            raise ValueError("draft_mean must be callable")
+        self.draft_mean = draft_mean
+        self.draft_cost_per_step = _check_cost(draft_cost_per_step, "draft_cost_per_step")
+
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+        return self.draft_mean(states, steps)
+
+
+def _check_cost(value: float, name: str) -> float:
+    cost = float(value)
+    if not cost >= 0 or cost == float("inf"):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return cost
+
+
+class _PredictionMemory(Drafter):
+    """Keeps, per sample, the last two observed target predictions and their step indices."""
+
+    def reset(self, batch: int, chain: ModelChain | None) -> None:
+        super().reset(batch, chain)
+        self._latest: torch.Tensor | None = None  # (B, *event)
+        self._previous: torch.Tensor | None = None
+        self._latest_step = torch.full((batch,), -1, dtype=torch.long)
+        self._previous_step = torch.full((batch,), -1, dtype=torch.long)
+
+    def ready(self, rows: torch.Tensor) -> torch.Tensor:
+        return self._latest_step[rows] >= 0
+
+    def observe(self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor) -> None:
+        if self._latest is None:
+            batch = self._latest_step.shape[0]
+            self._latest = torch.zeros(
+                (batch, *predictions.shape[1:]), dtype=predictions.dtype, device=predictions.device
+            )
+            self._previous = torch.zeros_like(self._latest)
+        assert self._previous is not None
+        self._previous[rows] = self._latest[rows]
+        self._previous_step[rows] = self._latest_step[rows]
+        self._latest[rows] = predictions
+        self._latest_step[rows] = steps.cpu()
+
+
+class FreeDrafter(_PredictionMemory):
+    """The self-speculative, training-free Free Drafter.
+
+    Parameters
+    ----------
+    exit_blocks : int, optional
+        None (default): *reuse*, the latest target prediction from the previous verification pass, mapped through
+        each drafted step's own coefficients; free, so a round costs one sequential call. An int K: *early exit*,
+        the first K blocks of the target and its final layer evaluated at each drafted state.
+    draft_cost_per_step : float, optional
+        Cost of a drafted step in target calls; defaults to 0 for reuse and ``K / depth`` for early exit (the
+        model's ``depth`` attribute), which a measured ratio can replace.
+    """
+
+    def __init__(self, exit_blocks: int | None = None, draft_cost_per_step: float | None = None):
+        if exit_blocks is not None and (isinstance(exit_blocks, bool) or not isinstance(exit_blocks, int)):
+            raise ValueError(f"exit_blocks must be None or a positive int, got {exit_blocks!r}")
+        if exit_blocks is not None and exit_blocks < 1:
+            raise ValueError(f"exit_blocks must be >= 1, got {exit_blocks}")
+        self.exit_blocks = exit_blocks
+        self._given_cost = None if draft_cost_per_step is None else _check_cost(draft_cost_per_step, "draft_cost")
+        self.name = "free-reuse" if exit_blocks is None else f"free-exit{exit_blocks}"
+        self.draft_cost_per_step = 0.0 if self._given_cost is None else self._given_cost
+
+    def reset(self, batch: int, chain: ModelChain | None) -> None:
+        super().reset(batch, chain)
+        if self.exit_blocks is not None:
+            depth = getattr(self._model_chain().model, "depth", None)
+            if depth is not None and self.exit_blocks > int(depth):
+                raise ValueError(f"exit_blocks = {self.exit_blocks} exceeds the model depth {depth}")
+            if self._given_cost is None:
+                if depth is None:
+                    raise ValueError("give draft_cost_per_step for a model without a `depth` attribute")
+                self.draft_cost_per_step = self.exit_blocks / int(depth)
+
+    def ready(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.exit_blocks is not None:
+            return torch.ones(rows.shape, dtype=torch.bool)
+        return super().ready(rows)
+
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+        chain = self._model_chain()
+        if self.exit_blocks is not None:
+            predictions = chain.predict_first_blocks(states, steps, rows, self.exit_blocks)
+        else:
+            assert self._latest is not None
+            predictions = self._latest[rows]
+        return chain.means(states, predictions, steps)
+
+
+class ExtrapolatingDrafter(_PredictionMemory):
+    """Linear extrapolation, in the step index, of the prediction from the last two target evaluations.
+
+    With a single evaluation so far it reuses it (as the reuse Free Drafter). Free.
+    """
+
+    name = "extrapolating"
+
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+        chain = self._model_chain()
+        assert self._latest is not None and self._previous is not None
+        latest, previous = self._latest[rows], self._previous[rows]
+        latest_step, previous_step = self._latest_step[rows], self._previous_step[rows]
+        has_two = (previous_step >= 0) & (latest_step > previous_step)
+        # p(n) = p_b + (p_b - p_a) (n - n_b) / (n_b - n_a), the line through the last two evaluations.
+        span = torch.where(has_two, latest_step - previous_step, torch.ones_like(latest_step)).to(latest.dtype)
+        slope = torch.where(has_two, (steps.cpu() - latest_step).to(latest.dtype) / span, torch.zeros_like(span))
+        slope = slope.to(latest.device)[(...,) + (None,) * (latest.dim() - 1)]
+        return chain.means(states, latest + slope * (latest - previous), steps)
+
+
+class FrozenDrafter(Drafter):
+    """The frozen-target draft (De Bortoli et al.): the target prediction at the window root, reused for every step.
+
+    It makes one target call at the root of every round (cost 1 per round), so the first drafted step is exact.
+    """
+
+    name = "frozen"
+    draft_cost_per_round = 1.0
+
+    def reset(self, batch: int, chain: ModelChain | None) -> None:
+        super().reset(batch, chain)
+        self._root: torch.Tensor | None = None
+
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+        chain = self._model_chain()
+        if position == 0:
+            predictions = chain.predict(states, steps, rows)
+            if self._root is None:
+                shape = (self.batch, *predictions.shape[1:])
+                self._root = torch.zeros(shape, dtype=predictions.dtype, device=predictions.device)
+            self._root[rows] = predictions
+        assert self._root is not None
+        return chain.means(states, self._root[rows], steps)
+
+
+class ModelDrafter(Drafter):
+    """An independent draft model with the target's interface, ``model(x, t, **conditioning) -> prediction``.
+
+    Parameters
+    ----------
+    model : callable
+    draft_cost_per_step : float
+        Its cost per drafted step in target calls (measure it).
+    name : str
+    """
+
+    def __init__(self, model: Model, draft_cost_per_step: float, name: str = "model"):
+        if not callable(model):
+            raise ValueError("model must be callable")
+        self.model = model
+        self.draft_cost_per_step = _check_cost(draft_cost_per_step, "draft_cost_per_step")
+        self.name = name
+
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+        chain = self._model_chain()
+        draft_chain = ModelChain(self.model, chain.kernel, chain.conditioning)
+        return chain.means(states, draft_chain.predict(states, steps, rows), steps)

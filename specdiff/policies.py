@@ -1,0 +1,166 @@
+"""Window policies: how many steps each sample drafts in the next round.
+
+A policy decides per sample, from that sample's own history only, so a sample's output stays independent of the
+rest of its batch. Exactness never depends on the window: any window chosen from the past is fine.
+
+- :class:`FixedWindow`: always the same window.
+- :class:`AdaptiveWindow`: the Free Drafter's heuristic scheduling (DESIGN §5). It keeps, per sample and per window
+  position, an exponentially weighted average of the gaps ``delta`` observed so far, and picks the window that
+  maximizes the predicted speedup of :func:`theory.cost.token_window_speedups` under the given cost model. Window 0
+  means a plain step: the policy falls back to plain sampling when speculation does not pay. During plain steps a
+  free drafter is probed at no cost (its draft at the root is compared with the target mean the plain step computes
+  anyway); a costly drafter is retried with a window of 1 every ``probe_every`` plain steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from theory.cost import BatchCost, target_batch_cost, token_window_speedups
+
+
+class WindowPolicy:
+    """Base class of window policies.
+
+    Attributes
+    ----------
+    probes_plain_steps : bool
+        Whether the sampler should compute the draft at the root of a plain step and report its gap (only done when
+        the drafter is free).
+    """
+
+    probes_plain_steps = False
+    max_window = 0
+
+    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float) -> None:
+        """Start a batch of ``batch`` samples drafted at the given costs (target-call units)."""
+
+    def windows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Desired windows (k,) long for samples ``rows`` (k,); 0 asks for a plain step."""
+        raise NotImplementedError
+
+    def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
+        """Record the gaps (k, L) of the drafted positions 1..L of samples ``rows`` (NaN where not drafted)."""
+
+
+class FixedWindow(WindowPolicy):
+    """Always draft ``window`` steps (fewer at the horizon and before deterministic steps).
+
+    Parameters
+    ----------
+    window : int
+        ``L >= 1``.
+    """
+
+    def __init__(self, window: int):
+        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+            raise ValueError(f"window must be an int >= 1, got {window!r}")
+        self.window = int(window)
+        self.max_window = self.window
+
+    def windows(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.full(rows.shape, self.window, dtype=torch.long)
+
+    def __repr__(self) -> str:
+        return f"FixedWindow({self.window})"
+
+
+def _flat_cost(batch_size: int) -> float:
+    return 1.0
+
+
+class AdaptiveWindow(WindowPolicy):
+    """Per-sample window maximizing the predicted speedup from the gaps observed so far.
+
+    Parameters
+    ----------
+    max_window : int
+        Largest window (>= 1).
+    batch_cost : array_like or callable, optional
+        Cost ``c(m)`` of evaluating ``m`` states per sample in one target call, relative to any unit (see
+        :func:`theory.cost.target_batch_cost`). Default: flat, ``c(m) = 1``, i.e. minimize sequential target calls
+        (the GPU regime); pass a measured curve to minimize wall time instead.
+    smoothing : float
+        Weight of a new observation in the running average of the gaps, in (0, 1].
+    initial_window : int
+        Window of a sample with no observation yet.
+    probe_every : int
+        For a drafter with a cost, the number of plain steps after which a window of 1 is tried again.
+
+    Notes
+    -----
+    Gaps at positions never drafted are extrapolated linearly from the furthest observed position,
+    ``delta_j = delta_p j / p``: the gap of a stale prediction grows with the distance (a conservative guess for
+    drafts whose gap does not grow). The prediction uses the token rule, a lower bound for the block rule.
+    """
+
+    def __init__(
+        self,
+        max_window: int = 16,
+        batch_cost: BatchCost | None = None,
+        smoothing: float = 0.25,
+        initial_window: int = 4,
+        probe_every: int = 8,
+    ):
+        counts = {"max_window": max_window, "initial_window": initial_window, "probe_every": probe_every}
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], got {smoothing!r}")
+        self.max_window = int(max_window)
+        self.batch_cost: BatchCost = _flat_cost if batch_cost is None else batch_cost
+        target_batch_cost(self.batch_cost, self.max_window + 1)  # the curve must cover the largest window
+        self.smoothing = float(smoothing)
+        self.initial_window = min(int(initial_window), self.max_window)
+        self.probe_every = int(probe_every)
+        self.reset(0, 0.0, 0.0)
+
+    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float) -> None:
+        self.draft_cost_per_step = float(draft_cost_per_step)
+        self.draft_cost_per_round = float(draft_cost_per_round)
+        self.probes_plain_steps = self.draft_cost_per_step == 0.0 and self.draft_cost_per_round == 0.0
+        #: Running average of the gap per sample and window position, NaN where never observed.
+        self.gaps: npt.NDArray[np.float64] = np.full((batch, self.max_window), np.nan)
+        self.plain_steps = np.zeros(batch, dtype=np.int64)
+
+    def _profiles(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """Gap profiles (k, W): observed averages, extrapolated linearly beyond the furthest observed position."""
+        gaps = self.gaps[rows]
+        observed = ~np.isnan(gaps)
+        positions = np.arange(1, self.max_window + 1)
+        furthest = np.where(observed.any(axis=1), self.max_window - np.argmax(observed[:, ::-1], axis=1), 0)
+        last = gaps[np.arange(len(rows)), np.maximum(furthest - 1, 0)]
+        extrapolated = last[:, None] * positions[None, :] / np.maximum(furthest, 1)[:, None]
+        return np.where(observed, gaps, extrapolated)
+
+    def windows(self, rows: torch.Tensor) -> torch.Tensor:
+        index = rows.cpu().numpy()
+        seen = ~np.isnan(self.gaps[index]).all(axis=1)
+        choice = np.full(len(index), self.initial_window, dtype=np.int64)
+        if seen.any():
+            speedups = token_window_speedups(
+                self._profiles(index[seen]),
+                self.batch_cost,
+                self.draft_cost_per_step,
+                draft_cost_per_round=self.draft_cost_per_round,
+            )
+            choice[seen] = np.argmax(speedups, axis=1)  # first maximum: the smallest best window
+        if not self.probes_plain_steps:
+            retry = (choice == 0) & (self.plain_steps[index] >= self.probe_every)
+            choice[retry] = 1
+        self.plain_steps[index] = np.where(choice == 0, self.plain_steps[index] + 1, 0)
+        return torch.from_numpy(choice)
+
+    def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
+        index = rows.cpu().numpy()
+        observed = deltas.detach().to(torch.float64).cpu().numpy()[:, : self.max_window]
+        current = self.gaps[index, : observed.shape[1]]
+        fresh = ~np.isnan(observed)
+        blended = np.where(np.isnan(current), observed, (1 - self.smoothing) * current + self.smoothing * observed)
+        self.gaps[index, : observed.shape[1]] = np.where(fresh, blended, current)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveWindow(max_window={self.max_window})"
