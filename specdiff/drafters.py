@@ -95,10 +95,15 @@ class ModelChain:
 
     def means(self, states: torch.Tensor, predictions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Transition means ``mu_n(x)`` (M, *event) from states and predictions (M, *event), steps (M,)."""
-        combined = torch.stack([states, predictions.to(states.dtype)], dim=1)
-        return _grouped(lambda pair, step: self.kernel.transition(pair[:, 0], pair[:, 1], step).mean, combined, steps)[
-            :, 0
-        ]
+        predictions = predictions.to(states.dtype)
+        unique = torch.unique(steps)
+        if unique.numel() == 1:
+            return self.kernel.transition(states, predictions, int(unique[0])).mean
+        output = torch.empty_like(states)
+        for step in unique.tolist():
+            rows = torch.nonzero(steps == step).squeeze(1)
+            output[rows] = self.kernel.transition(states[rows], predictions[rows], int(step)).mean
+        return output
 
     def evaluate(
         self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor
@@ -247,7 +252,10 @@ class FreeDrafter(_PredictionMemory):
     def reset(self, batch: int, chain: ModelChain | None) -> None:
         super().reset(batch, chain)
         if self.exit_blocks is not None:
-            depth = getattr(self._model_chain().model, "depth", None)
+            model = self._model_chain().model
+            if getattr(model, "forward_first_k", None) is None:
+                raise ValueError("early exit needs a model with a forward_first_k(x, t, ..., k) method")
+            depth = getattr(model, "depth", None)
             if depth is not None and self.exit_blocks > int(depth):
                 raise ValueError(f"exit_blocks = {self.exit_blocks} exceeds the model depth {depth}")
             if self._given_cost is None:

@@ -67,8 +67,12 @@ class FixedWindow(WindowPolicy):
         return f"FixedWindow({self.window})"
 
 
-def _flat_cost(batch_size: int) -> float:
-    return 1.0
+def nearly_flat_cost(states: int) -> float:
+    """Default cost model ``c(m) = 1 + 0.01 (m - 1)``: a GPU-like call where an extra state costs 1% of a call.
+
+    Minimizing it minimizes sequential target calls, while a draft that is never accepted is not worth its states.
+    """
+    return 1.0 + 0.01 * (states - 1)
 
 
 class AdaptiveWindow(WindowPolicy):
@@ -80,8 +84,8 @@ class AdaptiveWindow(WindowPolicy):
         Largest window (>= 1).
     batch_cost : array_like or callable, optional
         Cost ``c(m)`` of evaluating ``m`` states per sample in one target call, relative to any unit (see
-        :func:`theory.cost.target_batch_cost`). Default: flat, ``c(m) = 1``, i.e. minimize sequential target calls
-        (the GPU regime); pass a measured curve to minimize wall time instead.
+        :func:`theory.cost.target_batch_cost`). Default: :func:`nearly_flat_cost`, which minimizes sequential target
+        calls (the GPU regime); pass a measured curve to minimize wall time instead.
     smoothing : float
         Weight of a new observation in the running average of the gaps, in (0, 1].
     initial_window : int
@@ -111,7 +115,7 @@ class AdaptiveWindow(WindowPolicy):
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing!r}")
         self.max_window = int(max_window)
-        self.batch_cost: BatchCost = _flat_cost if batch_cost is None else batch_cost
+        self.batch_cost: BatchCost = nearly_flat_cost if batch_cost is None else batch_cost
         target_batch_cost(self.batch_cost, self.max_window + 1)  # the curve must cover the largest window
         self.smoothing = float(smoothing)
         self.initial_window = min(int(initial_window), self.max_window)

@@ -22,9 +22,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from specdiff.kernels import NoiseSchedule, PredictionType, prediction_from_x0_and_eps
+from specdiff.kernels import Kernel, NoiseSchedule, PredictionType, prediction_from_x0_and_eps
+from theory.linear_gaussian import GaussianMarginals, chain_marginals
 
 #: ``model(x, t) -> prediction`` with ``t`` an int or an integer tensor of shape (B,).
 Model = Callable[[torch.Tensor, torch.Tensor | int], torch.Tensor]
@@ -265,3 +267,40 @@ def perturbed(
     if scale.ndim > 1 or bool(torch.any(scale < 0)):
         raise ValueError("variance_scale must be a non-negative float or have shape (K,)")
     return GaussianMixture(mixture.weights, mixture.means + shift, mixture.variances * scale)
+
+
+def gaussian_chain_marginals(mixture: GaussianMixture, kernel: Kernel) -> GaussianMarginals:
+    """Exact marginals of the discretized sampling chain of ``kernel`` when the data are one Gaussian.
+
+    With a single isotropic Gaussian the exact prediction is affine in the state, so every step is
+    ``x_{n+1} = a_n x_n + b_n + sigma_n xi_n`` (without clipping) and the chain's laws are Gaussian in closed form
+    (:func:`theory.linear_gaussian.chain_marginals`), starting from ``N(0, prior_std^2 I)``.
+
+    Parameters
+    ----------
+    mixture : GaussianMixture
+        One component.
+    kernel : Kernel
+        Any kernel without ``clip_sample``; the model is ``mixture.as_model(kernel, kernel.prediction_type)``.
+
+    Returns
+    -------
+    GaussianMarginals
+        ``means`` (N + 1, d) and ``covariances`` (N + 1, d, d) of ``x_0 .. x_N``.
+    """
+    if mixture.num_components != 1:
+        raise ValueError("closed-form chain marginals need a single Gaussian (one component)")
+    if kernel.clip_sample:
+        raise ValueError("clipping makes the chain non-linear: no closed form")
+    model = mixture.as_model(kernel, kernel.prediction_type)
+    d = mixture.dimension
+    probes = torch.cat([torch.zeros(1, d, dtype=torch.float64), torch.eye(1, d, dtype=torch.float64)])
+    transitions, offsets, sigmas = [], [], []
+    for step in range(kernel.num_steps):
+        timesteps = kernel.timesteps[step].repeat(2)
+        transition = kernel.transition(probes, model(kernel.model_input(probes, step), timesteps), step)
+        offsets.append(transition.mean[0].numpy())
+        transitions.append(float(transition.mean[1, 0] - transition.mean[0, 0]))  # a_n (isotropic)
+        sigmas.append(float(transition.sigma))
+    prior = kernel.prior_std**2 * np.eye(d)
+    return chain_marginals(np.zeros(d), prior, transitions, np.stack(offsets), sigmas)

@@ -1,0 +1,383 @@
+"""Drafters, window policies and ``specdiff.sample``: costs, behaviour, batch independence and exactness.
+
+Exactness: on one-Gaussian data the DDPM chain is linear-Gaussian, so the law of the final sample is known in closed
+form (``gaussian_chain_marginals``); each drafter x rule is tested against it with one-sample KS on two projections
+(Bonferroni, ALPHA per test), and the accept-always control must be rejected by the same test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from specdiff.drafters import (
+    Drafter,
+    ExtrapolatingDrafter,
+    FreeDrafter,
+    FrozenDrafter,
+    MeanDrafter,
+    ModelChain,
+    ModelDrafter,
+    kernel_sigmas,
+)
+from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, linear_schedule
+from specdiff.models import GaussianMixture, perturbed
+from specdiff.models.gmm import gaussian_chain_marginals
+from specdiff.policies import AdaptiveWindow, FixedWindow, nearly_flat_cost
+from specdiff.sampler import sample, sample_plain, speculative_chain
+from specdiff.verify import RULES, Rule
+from tests.specdiff.chain import AffineChain
+from tests.specdiff.test_verify import _apply_control
+from tests.statistics import ALPHA, normal_ks_pvalue
+from theory.cost import token_window_speedups
+
+DATA = GaussianMixture.gaussian(torch.tensor([1.5, -0.5], dtype=torch.float64), 0.2)
+DRAFT_DATA = perturbed(DATA, mean_shift=0.6, variance_scale=2.0)
+
+
+def _kernel(steps: int = 20) -> DDPMKernel:
+    return DDPMKernel(linear_schedule(1000), num_steps=steps)
+
+
+def _noise(batch: int, seed: int = 0, d: int = 2) -> torch.Tensor:
+    return torch.randn(batch, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def _drafter(name: str, kernel: DDPMKernel) -> Drafter:
+    if name == "frozen":
+        return FrozenDrafter()
+    if name == "free-reuse":
+        return FreeDrafter()
+    if name == "extrapolating":
+        return ExtrapolatingDrafter()
+    return ModelDrafter(DRAFT_DATA.as_model(kernel), draft_cost_per_step=0.1)
+
+
+DRAFTER_NAMES = ("frozen", "free-reuse", "extrapolating", "model")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plain sampling and the model chain
+
+
+def test_sample_plain_matches_plain_kernel_steps() -> None:
+    kernel = _kernel(10)
+    model = DATA.as_model(kernel)
+    start = _noise(3)
+    result = sample_plain(model, kernel, start, generator=[torch.Generator().manual_seed(i) for i in range(3)])
+    x = start.clone()
+    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    for step in range(kernel.num_steps):
+        transition = kernel.transition(x, model(x, kernel.timesteps[step].repeat(3)), step)
+        noise = torch.stack([torch.randn(2, generator=g, dtype=torch.float64) for g in generators])
+        x = transition.mean + transition.sigma * noise if float(transition.sigma) > 0 else transition.mean
+    torch.testing.assert_close(result.samples, x)
+    assert result.target_calls == 10
+
+
+def test_kernel_sigmas_and_grouped_means() -> None:
+    kernel = DDIMKernel(linear_schedule(1000), num_steps=8, eta=0.5)
+    sigmas = kernel_sigmas(kernel)
+    assert sigmas.shape == (8,) and sigmas.dtype == torch.float64
+    chain = ModelChain(DATA.as_model(kernel), kernel)
+    states, steps = _noise(5), torch.tensor([0, 3, 3, 7, 1])
+    means, predictions = chain.evaluate(states, steps, torch.arange(5))
+    for row in range(5):
+        step = int(steps[row])
+        expected = kernel.transition(states[row : row + 1], predictions[row : row + 1], step).mean
+        torch.testing.assert_close(means[row : row + 1], expected)
+    with pytest.raises(ValueError, match="Kernel"):
+        ModelChain(DATA.as_model(kernel), "ddpm")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Drafter behaviour
+
+
+def _perfect_model_drafter(kernel: DDPMKernel) -> ModelDrafter:
+    return ModelDrafter(DATA.as_model(kernel), draft_cost_per_step=0.0, name="perfect")
+
+
+@pytest.mark.parametrize("window", [1, 3, 6])
+def test_perfect_drafter_accepts_everything(window: int) -> None:
+    kernel = _kernel(20)
+    result = sample(
+        DATA.as_model(kernel),
+        kernel,
+        _noise(4),
+        drafter=_perfect_model_drafter(kernel),
+        window=window,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert all(bool((a == w).all()) for a, w in zip(result.accepted, result.windows, strict=True))
+    # The last step of DDPM is deterministic (sigma 0): the batched call gives it as the bonus of the last window.
+    assert float(kernel_sigmas(kernel)[-1]) == 0.0
+    assert result.target_calls == math.ceil(kernel.num_steps / (window + 1))
+
+
+def test_frozen_drafter_first_step_is_exact_and_costs_a_call_per_round() -> None:
+    kernel = _kernel(20)
+    result = sample(  # one sample: one verified window per round
+        DATA.as_model(kernel), kernel, _noise(1), drafter=FrozenDrafter(), window=4, generator=torch.Generator()
+    )
+    first = torch.cat([deltas[:, 0] for deltas in result.deltas])
+    assert float(first.abs().max()) < 1e-9
+    speculative_rounds = len(result.deltas)
+    assert result.draft_cost == pytest.approx(speculative_rounds * 1.0)
+    assert result.sequential_cost == pytest.approx(result.target_calls + speculative_rounds)
+
+
+def test_reuse_drafter_is_free_and_waits_for_a_first_evaluation() -> None:
+    kernel = _kernel(20)
+    result = sample(
+        DATA.as_model(kernel), kernel, _noise(3), drafter=FreeDrafter(), window=4, generator=torch.Generator()
+    )
+    assert result.draft_cost == 0.0
+    assert result.plain_steps == 3  # the first step of each sample: nothing to reuse yet
+    assert result.target_calls < kernel.num_steps
+    # Reusing a stale prediction: the gap of the first drafted step is not 0.
+    assert float(torch.cat([deltas[:, 0] for deltas in result.deltas]).min()) > 0
+
+
+def test_extrapolation_is_exact_for_predictions_linear_in_the_step() -> None:
+    # A model whose prediction does not depend on x and is linear in the timestep: extrapolation is exact.
+    kernel = _kernel(50)  # timesteps 999, 979, ...: linear in the step index
+    direction = torch.tensor([0.3, -0.2], dtype=torch.float64)
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (t.to(torch.float64)[:, None] / 1000.0) * direction[None, :].expand(x.shape[0], 2)
+
+    extrapolated = sample(
+        model, kernel, _noise(2), drafter=ExtrapolatingDrafter(), window=5, generator=torch.Generator()
+    )
+    reused = sample(model, kernel, _noise(2), drafter=FreeDrafter(), window=5, generator=torch.Generator())
+    late = [d for d, s in zip(extrapolated.deltas, extrapolated.steps, strict=True) if int(s.min()) >= 2]
+    assert late and float(torch.cat([d.flatten() for d in late]).abs().max()) < 1e-6
+    assert float(torch.cat([d.flatten() for d in reused.deltas]).max()) > 1e-3
+
+
+class _EarlyExitModel:
+    """A two-part model: ``forward_first_k`` with k < depth drops the second part (a worse draft)."""
+
+    depth = 4
+
+    def __init__(self, mixture: GaussianMixture, kernel: DDPMKernel):
+        self.exact = mixture.as_model(kernel)
+        self.calls: list[int] = []
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.forward_first_k(x, t, k=self.depth)
+
+    def forward_first_k(self, x: torch.Tensor, t: torch.Tensor, k: int) -> torch.Tensor:
+        self.calls.append(k)
+        return self.exact(x, t) * (1.0 if k == self.depth else 0.9)
+
+
+def test_early_exit_drafter_uses_the_first_blocks_and_costs_k_over_depth() -> None:
+    kernel = _kernel(20)
+    model = _EarlyExitModel(DATA, kernel)
+    result = sample(model, kernel, _noise(2), drafter=FreeDrafter(exit_blocks=1), window=3, generator=torch.Generator())
+    assert 1 in model.calls and 4 in model.calls
+    assert result.draft_cost == pytest.approx(0.25 * result.draft_calls)
+    assert result.plain_steps == 0  # early exit needs no earlier evaluation
+    with pytest.raises(ValueError, match="depth"):
+        sample(model, kernel, _noise(2), drafter=FreeDrafter(exit_blocks=5), window=3, generator=torch.Generator())
+    with pytest.raises(ValueError, match="forward_first_k"):
+        sample(
+            DATA.as_model(kernel),
+            kernel,
+            _noise(2),
+            drafter=FreeDrafter(exit_blocks=1),
+            window=3,
+            generator=torch.Generator(),
+        )
+
+
+def test_model_drafters_refuse_chain_level_use_and_bad_arguments() -> None:
+    chain = AffineChain(
+        torch.ones(4, dtype=torch.float64),
+        torch.zeros(4, 2, dtype=torch.float64),
+        torch.ones(4, dtype=torch.float64),
+        torch.zeros(4, 2, dtype=torch.float64),
+        torch.ones(4, dtype=torch.float64),
+    )
+    with pytest.raises(ValueError, match=r"specdiff\.sample"):
+        speculative_chain(
+            chain.target_mean,
+            FrozenDrafter(),
+            chain.sigmas,
+            _noise(2),
+            window=2,
+            rule="block",
+            generator=torch.Generator(),
+        )
+    with pytest.raises(ValueError):
+        FreeDrafter(exit_blocks=0)
+    with pytest.raises(ValueError):
+        MeanDrafter(chain.draft_mean, draft_cost_per_step=-1.0)
+    with pytest.raises(ValueError, match="conditioning"):
+        kernel = _kernel(5)
+        sample(
+            DATA.as_model(kernel), kernel, _noise(2), conditioning={"y": torch.zeros(3)}, generator=torch.Generator()
+        )
+
+
+def test_conditioning_rows_follow_their_samples() -> None:
+    kernel = _kernel(10)
+    seen: list[torch.Tensor] = []
+
+    def model(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(y)
+        return DATA.as_model(kernel)(x, t) + 0.1 * y.to(x.dtype)[:, None]
+
+    labels = torch.tensor([0, 1, 2])
+    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    full = sample(model, kernel, _noise(3), window=3, conditioning={"y": labels}, generator=generators)
+    alone = sample(
+        model,
+        kernel,
+        _noise(3)[2:],
+        window=3,
+        conditioning={"y": labels[2:]},
+        generator=[torch.Generator().manual_seed(2)],
+    )
+    assert torch.equal(full.samples[2], alone.samples[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Window policies
+
+
+def test_fixed_window_validates() -> None:
+    assert FixedWindow(3).windows(torch.arange(4)).tolist() == [3, 3, 3, 3]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError):
+            FixedWindow(bad)  # type: ignore[arg-type]
+
+
+def test_adaptive_window_choices() -> None:
+    policy = AdaptiveWindow(max_window=8, initial_window=3, batch_cost=np.ones(9))
+    policy.reset(3, 0.0, 0.0)
+    assert policy.windows(torch.arange(3)).tolist() == [3, 3, 3]
+    # Flat cost and a free draft: more steps per round never cost more, so the largest window is chosen.
+    policy.observe(torch.tensor([0]), torch.tensor([[0.5, 1.0, float("nan")]]))
+    assert policy.windows(torch.tensor([0])).tolist() == [8]
+    # Gaps extrapolate linearly beyond the furthest observed position: 1.0 at position 2 -> 4.0 at position 8.
+    profile = policy._profiles(np.array([0]))
+    assert np.allclose(profile[0], [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0])
+    # The default cost (an extra state costs 1% of a call) stops where the expected gain is below that.
+    default = AdaptiveWindow(max_window=8)
+    default.reset(1, 0.0, 0.0)
+    default.observe(torch.tensor([0]), torch.tensor([[0.5, 1.0]]))
+    expected = int(np.argmax(token_window_speedups(profile, nearly_flat_cost, 0.0)[0]))
+    assert 1 <= expected < 8 and default.windows(torch.tensor([0])).tolist() == [expected]
+    # A root call per round (frozen draft) does not pay with a poor draft: plain steps.
+    frozen = AdaptiveWindow(max_window=8)
+    frozen.reset(1, 0.0, 1.0)
+    frozen.observe(torch.tensor([0]), torch.tensor([[0.0, 6.0]]))
+    assert frozen.windows(torch.tensor([0])).tolist() == [0]
+    assert not frozen.probes_plain_steps
+    # ... and a costly drafter is retried with a window of 1 after probe_every plain steps.
+    choices = [int(frozen.windows(torch.tensor([0]))[0]) for _ in range(frozen.probe_every)]
+    assert choices.count(1) == 1 and choices[-1] == 1
+    # A wall-time cost model linear in the states: speculation pays only with a near-perfect draft.
+    linear = AdaptiveWindow(max_window=4, batch_cost=lambda states: float(states))
+    linear.reset(2, 0.0, 0.0)
+    linear.observe(torch.tensor([0, 1]), torch.tensor([[0.01, 0.01], [1.0, 1.0]]))
+    assert linear.windows(torch.tensor([0, 1])).tolist() == [0, 0]
+    for bad in ({"max_window": 0}, {"smoothing": 0.0}, {"initial_window": -1}):
+        with pytest.raises(ValueError):
+            AdaptiveWindow(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="beyond"):
+        AdaptiveWindow(max_window=8, batch_cost=np.ones(4))
+
+
+def test_adaptive_policy_falls_back_to_plain_steps_with_a_useless_draft() -> None:
+    kernel = _kernel(40)
+    useless = perturbed(DATA, mean_shift=50.0)
+    drafter = ModelDrafter(useless.as_model(kernel), draft_cost_per_step=0.0)
+    result = sample(
+        DATA.as_model(kernel), kernel, _noise(2), drafter=drafter, window=AdaptiveWindow(), generator=torch.Generator()
+    )
+    # Never more target calls than plain sampling; mostly plain steps after the first rounds.
+    assert result.target_calls <= kernel.num_steps
+    assert result.plain_steps >= kernel.num_steps
+
+
+def test_adaptive_policy_keeps_samples_independent_of_the_batch() -> None:
+    kernel = _kernel(30)
+    model = DATA.as_model(kernel)
+    start = _noise(5)
+    seeds = [3, 4, 5, 6, 7]
+    full = sample(
+        model,
+        kernel,
+        start,
+        window=AdaptiveWindow(max_window=6),
+        generator=[torch.Generator().manual_seed(s) for s in seeds],
+    )
+    alone = sample(
+        model,
+        kernel,
+        start[3:4],
+        window=AdaptiveWindow(max_window=6),
+        generator=[torch.Generator().manual_seed(seeds[3])],
+    )
+    torch.testing.assert_close(full.samples[3], alone.samples[0], rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exactness against the closed form
+
+EXACTNESS_SEED = 2024
+# n = 6000 samples, 2 projections at ALPHA / 2 each: the KS test detects a 0.07 sd shift with power > 0.99.
+EXACTNESS_SAMPLES = 6000
+
+
+def _final_pvalues(drafter_name: str, rule: Rule, kernel_name: str = "ddpm") -> list[float]:
+    if kernel_name == "ddpm":
+        kernel = _kernel(16)
+    elif kernel_name == "ddim":
+        kernel = DDIMKernel(linear_schedule(1000), num_steps=16, eta=0.7)  # type: ignore[assignment]
+    else:
+        kernel = EulerAncestralKernel(linear_schedule(1000), num_steps=16)  # type: ignore[assignment]
+    start = kernel.prior_std * _noise(EXACTNESS_SAMPLES, seed=EXACTNESS_SEED)
+    result = sample(
+        DATA.as_model(kernel),
+        kernel,
+        start,
+        drafter=_drafter(drafter_name, kernel),  # type: ignore[arg-type]
+        window=AdaptiveWindow(max_window=6),
+        rule=rule,
+        generator=torch.Generator().manual_seed(EXACTNESS_SEED + 1),
+    )
+    samples = result.samples.numpy()
+    marginals = gaussian_chain_marginals(DATA, kernel)
+    mean, std = marginals.means[-1], math.sqrt(marginals.covariances[-1][0, 0])
+    direction = np.array([0.6, -0.8])
+    return [
+        normal_ks_pvalue(samples[:, 0], mean[0], std),
+        normal_ks_pvalue(samples @ direction, float(mean @ direction), std),
+    ]
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("drafter_name", DRAFTER_NAMES)
+@pytest.mark.parametrize("rule", RULES)
+def test_sample_has_the_closed_form_law(drafter_name: str, rule: Rule) -> None:
+    assert min(_final_pvalues(drafter_name, rule)) > ALPHA / 2
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("kernel_name", ["ddim", "euler-ancestral"])
+def test_sample_has_the_closed_form_law_for_other_kernels(kernel_name: str) -> None:
+    assert min(_final_pvalues("free-reuse", "block", kernel_name)) > ALPHA / 2
+
+
+@pytest.mark.statistical
+def test_exactness_check_rejects_accept_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    _apply_control(monkeypatch, "accept-always")
+    assert min(_final_pvalues("model", "block")) < ALPHA / 2
