@@ -82,6 +82,10 @@ class SpeculativeResult:
         Per round, the (k,) window length of each verified sample.
     steps : list of Tensor
         Per round, the (k,) step index of each verified window's root.
+    sample_rounds : Tensor, shape (B,)
+        Rounds each sample took part in: its own sequential target calls (a batch of one would make as many).
+    sample_draft_cost : Tensor, shape (B,)
+        Each sample's own draft cost in target-call units (per-round cost plus per-step cost times its window).
     wall_seconds : float
     """
 
@@ -97,6 +101,8 @@ class SpeculativeResult:
     weights: list[torch.Tensor] = field(default_factory=list)
     windows: list[torch.Tensor] = field(default_factory=list)
     steps: list[torch.Tensor] = field(default_factory=list)
+    sample_rounds: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    sample_draft_cost: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
     wall_seconds: float = 0.0
 
     @property
@@ -376,7 +382,11 @@ def _speculate(
     context = _Context(evaluate, drafter, policy, sigmas, _stochastic_run_lengths(sigmas), rule, generators)
     state = x_init.clone()
     position = torch.zeros(batch, dtype=torch.long)
-    result = SpeculativeResult(samples=state)
+    result = SpeculativeResult(
+        samples=state,
+        sample_rounds=torch.zeros(batch, dtype=torch.long),
+        sample_draft_cost=torch.zeros(batch, dtype=torch.float64),
+    )
     while bool((position < horizon).any()):
         _round(context, state, position, result)
     result.samples = state
@@ -406,6 +416,7 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
     event = tuple(state.shape[1:])
     device, dtype = state.device, state.dtype
     active = torch.nonzero(position < horizon).squeeze(1)
+    result.sample_rounds[active] += 1
     base = position[active]
     wanted = policy.windows(active)
     lengths = torch.where(drafter.ready(active), torch.minimum(wanted, context.runs[base]), 0)
@@ -437,6 +448,8 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
     if longest > 0:
         result.draft_calls += longest
         result.draft_cost += drafter.draft_cost_per_round + drafter.draft_cost_per_step * longest
+        own = torch.where(lengths > 0, drafter.draft_cost_per_round + drafter.draft_cost_per_step * lengths, 0.0)
+        result.sample_draft_cost[active] += own.to(torch.float64)
 
     # One batched target call on every window state whose step is inside the horizon.
     columns = torch.arange(longest + 1)

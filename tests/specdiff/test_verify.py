@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import specdiff.verify as verify_module
+from simulations.controls import CONTROLS, control_patches
 from specdiff.sampler import speculative_chain
 from specdiff.synthetic import constant_shift_window, verify_window
 from specdiff.verify import RULES, Rule, block_verify, token_verify
@@ -26,46 +27,10 @@ from theory.verification import acceptance_profile
 # Negative controls: deliberately wrong variants of the block rule, made by patching one internal piece.
 # ---------------------------------------------------------------------------------------------------------------
 
-CONTROLS = ("unweighted-residual", "reflection-in-block", "lagged-weight", "first-failure", "accept-always")
-
 
 def _apply_control(monkeypatch: pytest.MonkeyPatch, control: str) -> None:
-    original_next = verify_module._bonus_or_residual
-    original_stop = verify_module._log_stop_probs
-    if control == "unweighted-residual":
-        # residual max(P - Q, 0) instead of max(w_tau P - Q, 0)
-        monkeypatch.setattr(
-            verify_module,
-            "_bonus_or_residual",
-            lambda window, accepted, log_weight, reflection: original_next(
-                window, accepted, torch.zeros_like(log_weight), reflection=reflection
-            ),
-        )
-    elif control == "reflection-in-block":
-        monkeypatch.setattr(
-            verify_module,
-            "_bonus_or_residual",
-            lambda window, accepted, log_weight, reflection: original_next(
-                window, accepted, log_weight, reflection=True
-            ),
-        )
-    elif control == "lagged-weight":
-        # h_i computed with w_{i-1} instead of w_i (h_L = w_L kept)
-        def lagged(log_weights: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-            shifted = torch.cat([torch.zeros_like(log_weights[:, :1]), log_weights[:, :-1]], dim=1)
-            result = original_stop(shifted, deltas)
-            result[:, -1] = log_weights[:, -1]
-            return result
-
-        monkeypatch.setattr(verify_module, "_log_stop_probs", lagged)
-    elif control == "first-failure":
-        monkeypatch.setattr(
-            verify_module, "_last_success", lambda success: torch.cumprod(success.long(), dim=1).sum(dim=1)
-        )
-    elif control == "accept-always":
-        monkeypatch.setattr(verify_module, "_log_stop_probs", lambda log_weights, deltas: torch.zeros_like(log_weights))
-    else:
-        raise ValueError(control)
+    for name, function in control_patches(control).items():
+        monkeypatch.setattr(verify_module, name, function)
 
 
 # ---------------------------------------------------------------------------------------------------------------

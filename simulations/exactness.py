@@ -1,0 +1,310 @@
+"""Exactness of speculative sampling: every rule x drafter x kernel x dimension against the exact law.
+
+Three families of checks, each a p-value judged at the declared per-check level ``LEVEL``:
+
+- **closed form**: one-Gaussian data, so the discretized chain is linear-Gaussian and the law of its final sample
+  is known exactly (``gaussian_chain_marginals``). One-sample KS of the speculative samples on 4 projections (the
+  mean direction and 3 random ones, Bonferroni).
+- **against plain sampling**: Gaussian-mixture data (no closed form); the speculative samples against
+  ``sample_plain`` of the same model with independent randomness, by projected KS, MMD and energy distance
+  (``specdiff.stats.compare_samplers``), Bonferroni over the three.
+- **negative controls** (``simulations.controls``): deliberately wrong rules run through the same closed-form check,
+  which must reject each of them.
+
+With ``LEVEL = 1e-3`` per check the expected number of false rejections in the full run (about 120 checks) is
+about 0.1. The window policy is the adaptive one (plain steps included) unless stated.
+
+Run ``python -m simulations.exactness`` (full, minutes) or ``--smoke`` (seconds, used by the tests). Writes
+``results/exactness.json`` and prints a table of p-values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simulations.common import (
+    DRAFTER_NAMES,
+    KERNEL_NAMES,
+    Problem,
+    gaussian_problem,
+    initial_noise,
+    make_drafter,
+    make_kernel,
+    mixture_problem,
+    write_results,
+)
+from simulations.controls import CONTROLS, negative_control
+from simulations.provenance import REPOSITORY_ROOT
+from specdiff.models.gmm import gaussian_chain_marginals
+from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
+from specdiff.sampler import sample, sample_plain
+from specdiff.stats import compare_samplers, ks_one_sample_projection, random_directions
+from specdiff.verify import RULES, Rule
+
+DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "exactness.json"
+SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "exactness.json"
+DEFAULT_SEED = 7
+#: Per-check false-positive rate.
+LEVEL = 1e-3
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of one run."""
+
+    dimensions: tuple[int, ...]
+    kernels: tuple[str, ...]
+    drafters: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    steps: int
+    samples: int
+    samples_high_dimension: int  # for d >= 1024
+    comparison_dimensions: tuple[int, ...]
+    comparison_samples: int
+    control_samples: int
+    controls: tuple[str, ...]
+
+
+FULL = Config(
+    dimensions=(2, 64, 1024),
+    kernels=KERNEL_NAMES,
+    drafters=DRAFTER_NAMES,
+    rules=RULES,
+    steps=20,
+    samples=4000,
+    samples_high_dimension=2000,
+    comparison_dimensions=(2, 64),
+    comparison_samples=1500,
+    control_samples=20_000,
+    controls=CONTROLS,
+)
+SMOKE = Config(
+    dimensions=(2,),
+    kernels=("ddpm",),
+    drafters=("free-reuse", "model"),
+    rules=RULES,
+    steps=10,
+    samples=600,
+    samples_high_dimension=600,
+    comparison_dimensions=(2,),
+    comparison_samples=300,
+    control_samples=3000,
+    controls=("accept-always",),
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One exactness check."""
+
+    family: str  # "closed-form", "vs-plain" or "control"
+    kernel: str
+    dimension: int
+    drafter: str
+    rule: str
+    window: str
+    control: str | None
+    samples: int
+    p_value: float
+    rejected: bool
+    expected_rejection: bool
+    target_calls: int
+    steps: int
+    seconds: float
+    qq_quantiles: list[float] | None = None  # closed-form checks: standardized projection quantiles
+
+    @property
+    def passed(self) -> bool:
+        return self.rejected == self.expected_rejection
+
+
+def _speculate(
+    problem: Problem,
+    kernel_name: str,
+    drafter: str,
+    rule: Rule,
+    policy: WindowPolicy,
+    samples: int,
+    steps: int,
+    seed: int,
+) -> tuple[torch.Tensor, int]:
+    kernel = make_kernel(kernel_name, steps)
+    result = sample(
+        problem.data.as_model(kernel),
+        kernel,
+        initial_noise(kernel, samples, problem.dimension, seed),
+        drafter=make_drafter(drafter, problem, kernel),
+        window=policy,
+        rule=rule,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
+    return result.samples, result.target_calls
+
+
+#: Probabilities at which the QQ data of the closed-form checks are recorded.
+QQ_PROBABILITIES = tuple((i + 0.5) / 50 for i in range(50))
+
+
+def closed_form_pvalue(
+    problem: Problem, kernel_name: str, steps: int, samples: torch.Tensor, seed: int
+) -> tuple[float, list[float]]:
+    """Bonferroni p-value of the projected one-sample KS test against the chain's closed-form final law, and the
+    empirical quantiles (at ``QQ_PROBABILITIES``) of the standardized projection on the mean direction."""
+    marginals = gaussian_chain_marginals(problem.data, make_kernel(kernel_name, steps))
+    mean = torch.from_numpy(marginals.means[-1])
+    covariance = torch.from_numpy(marginals.covariances[-1])
+    direction = mean / mean.norm()
+    directions = torch.cat(
+        [direction[None, :], random_directions(3, problem.dimension, generator=torch.Generator().manual_seed(seed))]
+    )
+    standardized = (samples.double() @ direction - mean @ direction) / torch.sqrt(direction @ covariance @ direction)
+    quantiles = torch.quantile(standardized, torch.tensor(QQ_PROBABILITIES, dtype=torch.float64)).tolist()
+    return ks_one_sample_projection(samples, mean, covariance, directions).p_value, quantiles
+
+
+def _closed_form_check(
+    config: Config, kernel_name: str, dimension: int, drafter: str, rule: Rule, seed: int, control: str | None = None
+) -> Check:
+    start = time.perf_counter()
+    problem = gaussian_problem(dimension)
+    if control is None:
+        samples = config.samples if dimension < 1024 else config.samples_high_dimension
+        policy: WindowPolicy = AdaptiveWindow(max_window=8)
+    else:
+        samples, policy = config.control_samples, FixedWindow(4)
+    with negative_control(control):
+        draws, calls = _speculate(problem, kernel_name, drafter, rule, policy, samples, config.steps, seed)
+    p_value, quantiles = closed_form_pvalue(problem, kernel_name, config.steps, draws, seed + 2)
+    return Check(
+        family="closed-form" if control is None else "control",
+        kernel=kernel_name,
+        dimension=dimension,
+        drafter=drafter,
+        rule=rule,
+        window=repr(policy),
+        control=control,
+        samples=samples,
+        p_value=p_value,
+        rejected=p_value < LEVEL,
+        expected_rejection=control is not None,
+        target_calls=calls,
+        steps=config.steps,
+        seconds=time.perf_counter() - start,
+        qq_quantiles=quantiles,
+    )
+
+
+def _plain_comparison_check(config: Config, dimension: int, drafter: str, rule: Rule, seed: int) -> Check:
+    start = time.perf_counter()
+    problem = mixture_problem(dimension)
+    kernel = make_kernel("ddpm", config.steps)
+    model = problem.data.as_model(kernel)
+    n = config.comparison_samples
+    plain = sample_plain(
+        model,
+        kernel,
+        initial_noise(kernel, n, dimension, seed + 10),
+        generator=torch.Generator().manual_seed(seed + 11),
+    )
+    speculative, calls = _speculate(problem, "ddpm", drafter, rule, AdaptiveWindow(max_window=8), n, config.steps, seed)
+    report = compare_samplers(
+        speculative, plain.samples, generator=torch.Generator().manual_seed(seed + 12), alpha=LEVEL / 3
+    )
+    p_value = min(1.0, 3 * min(row.p_value for row in report.rows))
+    return Check(
+        family="vs-plain",
+        kernel="ddpm",
+        dimension=dimension,
+        drafter=drafter,
+        rule=rule,
+        window="AdaptiveWindow(max_window=8)",
+        control=None,
+        samples=n,
+        p_value=p_value,
+        rejected=p_value < LEVEL,
+        expected_rejection=False,
+        target_calls=calls,
+        steps=config.steps,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def run(config: Config, seed: int, progress: bool = True) -> list[Check]:
+    """All checks of ``config``; each configuration uses its own seed derived from ``seed``."""
+    checks: list[Check] = []
+    index = 0
+
+    def report(check: Check) -> None:
+        checks.append(check)
+        if progress:
+            print(_format_row(check), flush=True)
+
+    for kernel_name in config.kernels:
+        for dimension in config.dimensions:
+            for drafter in config.drafters:
+                for rule in config.rules:
+                    index += 1
+                    report(_closed_form_check(config, kernel_name, dimension, drafter, rule, seed + 100 * index))
+    for dimension in config.comparison_dimensions:
+        for drafter in ("free-reuse", "model"):
+            for rule in config.rules:
+                index += 1
+                report(_plain_comparison_check(config, dimension, drafter, rule, seed + 100 * index))
+    for control in config.controls:
+        index += 1
+        control_rule: Rule = "token-reflection" if control == "unweighted-residual" else "block"
+        report(_closed_form_check(config, "ddpm", 2, "model", control_rule, seed + 100 * index, control=control))
+    return checks
+
+
+def _format_row(check: Check) -> str:
+    verdict = "ok" if check.passed else "FAILED"
+    label = check.control or "-"
+    return (
+        f"{check.family:<11} {check.kernel:<15} d={check.dimension:<5} {check.drafter:<13} {check.rule:<16} "
+        f"{label:<19} n={check.samples:<6} p={check.p_value:<10.3g} {'rejected' if check.rejected else 'kept':<8} "
+        f"{verdict}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny preset (seconds)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--output", type=Path, default=None)
+    arguments = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = SMOKE if arguments.smoke else FULL
+    output = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
+    start = time.perf_counter()
+    checks = run(config, arguments.seed)
+    failed = [check for check in checks if not check.passed]
+    payload: dict[str, Any] = {
+        "script": "simulations.exactness",
+        "preset": "smoke" if arguments.smoke else "full",
+        "seed": arguments.seed,
+        "level": LEVEL,
+        "qq_probabilities": QQ_PROBABILITIES,
+        "sizes": asdict(config),
+        "seconds": time.perf_counter() - start,
+        "all_passed": not failed,
+        "records": [{**asdict(check), "passed": check.passed} for check in checks],
+    }
+    write_results(output, payload)
+    print(f"{len(checks) - len(failed)}/{len(checks)} checks as expected; wrote {output}")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["FULL", "LEVEL", "SMOKE", "Check", "Config", "closed_form_pvalue", "main", "run"]

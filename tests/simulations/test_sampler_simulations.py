@@ -1,0 +1,63 @@
+"""Smoke runs of the exactness, calibration, speedup and figures scripts (tiny presets; no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulations import calibration, exactness, figures, speedup
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("results")
+    assert exactness.main(["--smoke", "--output", str(directory / "exactness.json")]) == 0
+    assert calibration.main(["--smoke", "--output", str(directory / "calibration.json")]) == 0
+    assert speedup.main(["--smoke", "--output", str(directory / "speedup.json")]) == 0
+    return directory
+
+
+def _load(directory: Path, name: str) -> dict[str, Any]:
+    return json.loads((directory / name).read_text())
+
+
+def test_exactness_smoke_passes_and_rejects_its_control(smoke_results: Path) -> None:
+    payload = _load(smoke_results, "exactness.json")
+    assert payload["all_passed"] and payload["level"] == exactness.LEVEL
+    records = payload["records"]
+    controls = [r for r in records if r["family"] == "control"]
+    assert controls and all(r["rejected"] for r in controls)
+    assert all(not r["rejected"] for r in records if r["family"] != "control")
+    assert {r["rule"] for r in records} == {"token-reflection", "token-residual", "block"}
+    assert isinstance(payload["commit"], str)
+
+
+def test_calibration_smoke_matches_theory_and_rejects_controls(smoke_results: Path) -> None:
+    for record in _load(smoke_results, "calibration.json")["records"]:
+        if record["control"] is None:
+            assert abs(record["z"]) <= calibration.Z_LEVEL
+            assert record["positions"] and record["positions"][0]["position"] == 1
+        else:
+            assert abs(record["z"]) > calibration.Z_LEVEL
+
+
+def test_speedup_smoke_records_and_summary(smoke_results: Path) -> None:
+    payload = _load(smoke_results, "speedup.json")
+    config = speedup.SMOKE
+    cells = len(config.steps) * len(config.dimensions) * len(config.drafters) * 2 * (len(config.windows) + 1)
+    assert len(payload["records"]) == cells
+    for record in payload["records"]:
+        # Every round commits at least one step: never more target calls than plain sampling.
+        assert record["target_calls"] <= record["steps"]
+        assert record["steps_per_call"] == pytest.approx(record["steps"] / record["calls"])
+    assert payload["summary"]["gains"] and payload["summary"]["adaptive"]
+
+
+def test_figures_from_saved_results(smoke_results: Path, tmp_path: Path) -> None:
+    assert figures.main(["--results", str(smoke_results), "--output", str(tmp_path)]) == 0
+    names = {"acceptance_calibration.png", "block_vs_token_gain.png", "exactness_qq.png", "speedup_heatmap.png"}
+    assert {path.name for path in tmp_path.glob("*.png")} == names
+    assert figures.main(["--results", str(tmp_path / "missing"), "--output", str(tmp_path)]) == 1
