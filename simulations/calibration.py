@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from scipy import stats
 
@@ -43,10 +42,10 @@ from simulations.common import (
 )
 from simulations.controls import negative_control
 from simulations.provenance import REPOSITORY_ROOT
+from specdiff.diagnostics import PositionRow, calibrate_run
 from specdiff.policies import FixedWindow
-from specdiff.sampler import SpeculativeResult, sample
+from specdiff.sampler import sample
 from specdiff.verify import Rule
-from theory.gaussian import acceptance_probability
 
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "calibration.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "calibration.json"
@@ -78,17 +77,6 @@ SMOKE = Config(dimensions=(2,), drafters=("free-reuse", "model"), rules=("token-
 
 
 @dataclass(frozen=True)
-class PositionRow:
-    """Window position i: measured and predicted acceptance (token) or ``P(tau >= i)`` (block)."""
-
-    position: int
-    count: int
-    measured: float
-    predicted: float
-    z: float
-
-
-@dataclass(frozen=True)
 class Calibration:
     """Calibration of one run."""
 
@@ -108,68 +96,6 @@ class Calibration:
     positions: list[PositionRow]
 
 
-def _logs(result: SpeculativeResult) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    return result.accepted, result.deltas, result.weights
-
-
-def token_calibration(result: SpeculativeResult, delta_scale: float = 1.0) -> tuple[float, list[PositionRow], float]:
-    """Martingale z-score of token acceptances against ``alpha(delta_scale * delta)``, per-position rows, and the
-    predicted steps per round ``1 + sum_i prod_{j<=i} alpha_j`` averaged over rounds."""
-    total, variance, predicted_steps, rounds = 0.0, 0.0, 0.0, 0
-    per_position: dict[int, list[float]] = {}
-    for accepted, deltas in zip(result.accepted, result.deltas, strict=True):
-        alpha = acceptance_probability(delta_scale * deltas.numpy())  # (k, L)
-        tau = accepted.numpy()[:, None]
-        positions = np.arange(1, alpha.shape[1] + 1)[None, :]
-        reached = positions <= tau + 1
-        success = (positions <= tau).astype(np.float64)
-        total += float(((success - alpha) * reached).sum())
-        variance += float((alpha * (1 - alpha) * reached).sum())
-        predicted_steps += float((1 + np.cumprod(alpha, axis=1).sum(axis=1)).sum())
-        rounds += alpha.shape[0]
-        for i in range(alpha.shape[1]):
-            rows = reached[:, i]
-            entry = per_position.setdefault(i + 1, [0, 0.0, 0.0, 0.0])
-            entry[0] += int(rows.sum())
-            entry[1] += float(success[rows, i].sum())
-            entry[2] += float(alpha[rows, i].sum())
-            entry[3] += float((alpha[rows, i] * (1 - alpha[rows, i])).sum())
-    table = [
-        PositionRow(i, int(c), s / c, a / c, (s - a) / np.sqrt(v) if v > 0 else 0.0)
-        for i, (c, s, a, v) in sorted(per_position.items())
-        if c > 0
-    ]
-    return total / np.sqrt(variance), table, predicted_steps / max(rounds, 1)
-
-
-def block_calibration(result: SpeculativeResult) -> tuple[float, list[PositionRow], float]:
-    """Self-normalized martingale z-score of ``tau - sum_i w_i`` over rounds, per-position rows and the predicted
-    steps per round ``1 + sum_i w_i`` averaged over rounds."""
-    differences: list[np.ndarray] = []
-    per_position: dict[int, list[np.ndarray]] = {}
-    predicted_steps: list[np.ndarray] = []
-    for accepted, weights in zip(result.accepted, result.weights, strict=True):
-        w = weights.numpy()
-        tau = accepted.numpy()
-        differences.append(tau - w.sum(axis=1))
-        predicted_steps.append(1 + w.sum(axis=1))
-        for i in range(w.shape[1]):
-            per_position.setdefault(i + 1, []).append((tau >= i + 1) - w[:, i])
-    all_differences = np.concatenate(differences)
-    z = float(all_differences.sum() / np.sqrt((all_differences**2).sum()))
-    table = []
-    for position, chunks in sorted(per_position.items()):
-        values = np.concatenate(chunks)
-        predicted = float(
-            np.concatenate(
-                [weights.numpy()[:, position - 1] for weights in result.weights if weights.shape[1] >= position]
-            ).mean()
-        )
-        table.append(PositionRow(position, values.size, predicted + float(values.mean()), predicted,
-                                 float(values.sum() / np.sqrt((values**2).sum()))))  # fmt: skip
-    return z, table, float(np.concatenate(predicted_steps).mean())
-
-
 def calibrate(
     config: Config, problem_name: str, dimension: int, drafter: str, rule: Rule, seed: int, control: str | None = None
 ) -> Calibration:
@@ -186,26 +112,22 @@ def calibrate(
             rule=rule,
             generator=torch.Generator().manual_seed(seed + 1),
         )
-    if rule == "block":
-        z, table, predicted = block_calibration(result)
-    else:
-        z, table, predicted = token_calibration(result, 0.5 if control == "scaled-delta" else 1.0)
-    accepted = torch.cat(result.accepted).double()
+    summary = calibrate_run(result, rule, delta_scale=0.5 if control == "scaled-delta" else 1.0)
     return Calibration(
         problem=problem_name,
         dimension=dimension,
         drafter=drafter,
         rule=rule,
         control=control,
-        rounds=int(accepted.numel()),
+        rounds=summary.rounds,
         verified_steps=int(torch.cat(result.windows).sum()),
-        measured_steps_per_round=float(1 + accepted.mean()),
-        predicted_steps_per_round=predicted,
-        z=z,
-        rejected=abs(z) > Z_LEVEL,
+        measured_steps_per_round=summary.measured_steps_per_round,
+        predicted_steps_per_round=summary.predicted_steps_per_round,
+        z=summary.z,
+        rejected=abs(summary.z) > Z_LEVEL,
         expected_rejection=control is not None,
         mean_delta=float(torch.cat([d.flatten() for d in result.deltas]).mean()),
-        positions=table,
+        positions=summary.positions,
     )
 
 

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from simulations.calibration import block_calibration, token_calibration
 from simulations.common import initial_noise, make_drafter, make_kernel, mixture_problem, write_results
 from simulations.provenance import REPOSITORY_ROOT
+from specdiff.diagnostics import calibrate_run
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import sample
 from specdiff.verify import Rule
@@ -104,12 +104,8 @@ def measure(
     per_sample = (result.sample_rounds.double() + result.sample_draft_cost).numpy()
     calls = float(per_sample.mean())
     if result.accepted:
-        accepted = torch.cat(result.accepted).double()
-        measured = float(1 + accepted.mean())
-        if rule_label == "block":
-            predicted = block_calibration(result)[2]
-        else:
-            predicted = token_calibration(result)[2]
+        summary = calibrate_run(result, RULE_LABELS[rule_label])
+        measured, predicted = summary.measured_steps_per_round, summary.predicted_steps_per_round
         mean_window = float(torch.cat(result.windows).double().mean())
         mean_delta = float(torch.cat([d.flatten() for d in result.deltas]).mean())
     else:

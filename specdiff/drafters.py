@@ -70,12 +70,16 @@ class ModelChain:
             raise ValueError(f"kernel must be a specdiff.kernels.Kernel, got {type(self.kernel).__name__}")
         if not callable(self.model):
             raise ValueError("model must be callable")
+        self._linear = None if self.kernel.clip_sample else linear_coefficients(self.kernel)
 
     def _arguments(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: value[rows.to(value.device)] for name, value in self.conditioning.items()}
 
     def _inputs(self, states: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = _grouped(self.kernel.model_input, states, steps)
+        if self._linear is not None:
+            inputs = _per_row(self._linear.input_scale, steps, states) * states
+        else:
+            inputs = _grouped(self.kernel.model_input, states, steps)
         return inputs, self.kernel.timesteps.to(states.device)[steps.to(states.device)]
 
     def predict(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -96,6 +100,9 @@ class ModelChain:
     def means(self, states: torch.Tensor, predictions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Transition means ``mu_n(x)`` (M, *event) from states and predictions (M, *event), steps (M,)."""
         predictions = predictions.to(states.dtype)
+        if self._linear is not None:
+            state_part = _per_row(self._linear.state_coefficient, steps, states) * states
+            return state_part + _per_row(self._linear.prediction_coefficient, steps, states) * predictions
         unique = torch.unique(steps)
         if unique.numel() == 1:
             return self.kernel.transition(states, predictions, int(unique[0])).mean
@@ -111,6 +118,41 @@ class ModelChain:
         """One target call: ``(means, predictions)``, each (M, *event)."""
         predictions = self.predict(states, steps, rows)
         return self.means(states, predictions, steps), predictions
+
+
+@dataclass(frozen=True)
+class LinearCoefficients:
+    """Per-step coefficients (N,) float64 of a kernel whose steps are linear in the state and the prediction:
+    ``model_input = input_scale[n] x`` and ``mean = state_coefficient[n] x + prediction_coefficient[n] prediction``.
+    """
+
+    input_scale: torch.Tensor
+    state_coefficient: torch.Tensor
+    prediction_coefficient: torch.Tensor
+
+
+def linear_coefficients(kernel: Kernel) -> LinearCoefficients:
+    """Read the coefficients of every step off the kernel by probing it with unit inputs.
+
+    Every kernel here is linear in ``(x, prediction)`` without ``clip_sample`` (DDPM, DDIM, Euler-Maruyama and Euler
+    ancestral means are linear combinations of ``x`` and ``x0`` / ``eps``, themselves linear in both), so a batch of
+    rows at different steps is computed in one vectorized expression instead of one kernel call per step.
+    """
+    if kernel.clip_sample:
+        raise ValueError("clip_sample makes the kernel non-linear")
+    one, zero = torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
+    scales, state, prediction = [], [], []
+    for step in range(kernel.num_steps):
+        scales.append(float(kernel.model_input(one, step)[0, 0]))
+        state.append(float(kernel.transition(one, zero, step).mean[0, 0]))
+        prediction.append(float(kernel.transition(zero, one, step).mean[0, 0]))
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
+    return LinearCoefficients(as_tensor(scales), as_tensor(state), as_tensor(prediction))
+
+
+def _per_row(values: torch.Tensor, steps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values[steps]`` shaped (M, 1, ..., 1) to broadcast against ``like`` (M, *event), in its dtype."""
+    return values[steps.cpu()].to(device=like.device, dtype=like.dtype)[(...,) + (None,) * (like.dim() - 1)]
 
 
 def kernel_sigmas(kernel: Kernel) -> torch.Tensor:
@@ -342,7 +384,11 @@ class ModelDrafter(Drafter):
         self.draft_cost_per_step = _check_cost(draft_cost_per_step, "draft_cost_per_step")
         self.name = name
 
+    def reset(self, batch: int, chain: ModelChain | None) -> None:
+        super().reset(batch, chain)
+        self._draft_chain = ModelChain(self.model, chain.kernel, chain.conditioning) if chain is not None else None
+
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
         chain = self._model_chain()
-        draft_chain = ModelChain(self.model, chain.kernel, chain.conditioning)
-        return chain.means(states, draft_chain.predict(states, steps, rows), steps)
+        assert self._draft_chain is not None
+        return chain.means(states, self._draft_chain.predict(states, steps, rows), steps)

@@ -22,8 +22,9 @@ from specdiff.drafters import (
     ModelChain,
     ModelDrafter,
     kernel_sigmas,
+    linear_coefficients,
 )
-from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, linear_schedule
+from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, EulerMaruyamaVPKernel, linear_schedule
 from specdiff.models import GaussianMixture, perturbed
 from specdiff.models.gmm import gaussian_chain_marginals
 from specdiff.policies import AdaptiveWindow, FixedWindow, nearly_flat_cost
@@ -381,3 +382,26 @@ def test_sample_has_the_closed_form_law_for_other_kernels(kernel_name: str) -> N
 def test_exactness_check_rejects_accept_always(monkeypatch: pytest.MonkeyPatch) -> None:
     _apply_control(monkeypatch, "accept-always")
     assert min(_final_pvalues("model", "block")) < ALPHA / 2
+
+
+@pytest.mark.parametrize("kernel_name", ["ddpm-v", "ddim", "euler-ancestral", "euler-maruyama"])
+def test_vectorized_linear_kernel_path_matches_per_step_transitions(kernel_name: str) -> None:
+    schedule = linear_schedule(1000)
+    kernel = {
+        "ddpm-v": DDPMKernel(schedule, num_steps=12, prediction_type="v_prediction", variance_type="fixed_large"),
+        "ddim": DDIMKernel(schedule, num_steps=12, eta=0.3, prediction_type="sample"),
+        "euler-ancestral": EulerAncestralKernel(schedule, num_steps=12),
+        "euler-maruyama": EulerMaruyamaVPKernel(schedule, num_steps=12),
+    }[kernel_name]
+    chain = ModelChain(DATA.as_model(kernel), kernel)
+    states, predictions = _noise(6, seed=1), _noise(6, seed=2)
+    steps = torch.tensor([0, 11, 5, 5, 3, 10])
+    means = chain.means(states, predictions, steps)
+    inputs, _ = chain._inputs(states, steps)
+    for row in range(6):
+        step = int(steps[row])
+        one = slice(row, row + 1)
+        torch.testing.assert_close(means[one], kernel.transition(states[one], predictions[one], step).mean)
+        torch.testing.assert_close(inputs[one], kernel.model_input(states[one], step))
+    with pytest.raises(ValueError, match="clip"):
+        linear_coefficients(DDPMKernel(schedule, num_steps=4, clip_sample=True))

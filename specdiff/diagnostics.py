@@ -1,0 +1,116 @@
+"""Calibration of a speculative run against the theory, from its logs (DESIGN.md §8).
+
+- token rule: given everything up to the draft of step i, step i is accepted with probability
+  ``alpha(delta_i) = 2 Phi(-delta_i / 2)``, so ``S = sum (1{accepted_i} - alpha(delta_i))`` over the verified steps
+  is a martingale with predictable variance ``sum alpha (1 - alpha)``: ``z = S / sqrt(V)``.
+- block rule: ``P(tau >= i | X_1..X_i) = w_i``, so each round's ``tau - sum_i w_i`` has mean zero given the round's
+  start; ``z = sum / sqrt(sum of squares)`` over rounds (self-normalized martingale).
+
+Both z-scores are asymptotically standard normal whatever the dependence between steps and rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from specdiff.sampler import SpeculativeResult
+from theory.gaussian import acceptance_probability
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """Window position i: measured and predicted acceptance (token) or ``P(tau >= i)`` (block)."""
+
+    position: int
+    count: int
+    measured: float
+    predicted: float
+    z: float
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """z-score of a run against the theory, per-position rows, and measured vs predicted steps per round."""
+
+    z: float
+    positions: list[PositionRow]
+    measured_steps_per_round: float
+    predicted_steps_per_round: float
+    rounds: int
+
+
+def calibrate_run(result: SpeculativeResult, rule: str, delta_scale: float = 1.0) -> CalibrationSummary:
+    """Calibrate a run of :func:`specdiff.sampler.sample` or ``speculative_chain`` made with ``rule``.
+
+    ``delta_scale`` rescales the gaps of the token prediction (a negative control: 0.5 must be rejected).
+    """
+    if not result.accepted:
+        raise ValueError("the run verified no window: nothing to calibrate")
+    if rule == "block":
+        z, table, predicted = block_calibration(result)
+    elif rule in ("token-reflection", "token-residual"):
+        z, table, predicted = token_calibration(result, delta_scale)
+    else:
+        raise ValueError(f"unknown rule {rule!r}")
+    accepted = np.concatenate([a.numpy() for a in result.accepted]).astype(np.float64)
+    return CalibrationSummary(z, table, float(1 + accepted.mean()), predicted, int(accepted.size))
+
+
+def token_calibration(result: SpeculativeResult, delta_scale: float = 1.0) -> tuple[float, list[PositionRow], float]:
+    """Martingale z-score of token acceptances against ``alpha(delta_scale * delta)``, per-position rows, and the
+    predicted steps per round ``1 + sum_i prod_{j<=i} alpha_j`` averaged over rounds."""
+    total, variance, predicted_steps, rounds = 0.0, 0.0, 0.0, 0
+    per_position: dict[int, list[float]] = {}
+    for accepted, deltas in zip(result.accepted, result.deltas, strict=True):
+        alpha = acceptance_probability(delta_scale * deltas.numpy())  # (k, L)
+        tau = accepted.numpy()[:, None]
+        positions = np.arange(1, alpha.shape[1] + 1)[None, :]
+        reached = positions <= tau + 1
+        success = (positions <= tau).astype(np.float64)
+        total += float(((success - alpha) * reached).sum())
+        variance += float((alpha * (1 - alpha) * reached).sum())
+        predicted_steps += float((1 + np.cumprod(alpha, axis=1).sum(axis=1)).sum())
+        rounds += alpha.shape[0]
+        for i in range(alpha.shape[1]):
+            rows = reached[:, i]
+            entry = per_position.setdefault(i + 1, [0, 0.0, 0.0, 0.0])
+            entry[0] += int(rows.sum())
+            entry[1] += float(success[rows, i].sum())
+            entry[2] += float(alpha[rows, i].sum())
+            entry[3] += float((alpha[rows, i] * (1 - alpha[rows, i])).sum())
+    table = [
+        PositionRow(i, int(c), s / c, a / c, (s - a) / np.sqrt(v) if v > 0 else 0.0)
+        for i, (c, s, a, v) in sorted(per_position.items())
+        if c > 0
+    ]
+    return total / np.sqrt(variance), table, predicted_steps / max(rounds, 1)
+
+
+def block_calibration(result: SpeculativeResult) -> tuple[float, list[PositionRow], float]:
+    """Self-normalized martingale z-score of ``tau - sum_i w_i`` over rounds, per-position rows and the predicted
+    steps per round ``1 + sum_i w_i`` averaged over rounds."""
+    differences: list[np.ndarray] = []
+    per_position: dict[int, list[np.ndarray]] = {}
+    predicted_steps: list[np.ndarray] = []
+    for accepted, weights in zip(result.accepted, result.weights, strict=True):
+        w = weights.numpy()
+        tau = accepted.numpy()
+        differences.append(tau - w.sum(axis=1))
+        predicted_steps.append(1 + w.sum(axis=1))
+        for i in range(w.shape[1]):
+            per_position.setdefault(i + 1, []).append((tau >= i + 1) - w[:, i])
+    all_differences = np.concatenate(differences)
+    z = float(all_differences.sum() / np.sqrt((all_differences**2).sum()))
+    table = []
+    for position, chunks in sorted(per_position.items()):
+        values = np.concatenate(chunks)
+        predicted = float(
+            np.concatenate(
+                [weights.numpy()[:, position - 1] for weights in result.weights if weights.shape[1] >= position]
+            ).mean()
+        )
+        table.append(PositionRow(position, values.size, predicted + float(values.mean()), predicted,
+                                 float(values.sum() / np.sqrt((values**2).sum()))))  # fmt: skip
+    return z, table, float(np.concatenate(predicted_steps).mean())
