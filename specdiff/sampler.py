@@ -6,8 +6,9 @@ chosen rule (``specdiff.verify``) and commits. Samples progress at their own spe
 
 Randomness is per sample: sample i draws everything from its own ``torch.Generator`` in a fixed order, so its output
 is bitwise the same whatever the batch size and whatever the other samples do (given a mean function that acts row
-by row). Per round and sample the draws are, in order: the draft noise ``randn(L, *event)``, the uniforms
-``rand(L)``, the residual uniform ``rand(1)`` and the residual / bonus noise ``randn(*event)``.
+by row). Per round and sample the draws are, in order: ``randn((L + 1) * d)`` (the draft noise of the L drafted
+steps, then the residual / bonus noise) and, when ``L >= 1``, ``rand(L + 1)`` in float64 (the L uniforms of the
+rule, then the residual uniform). A plain step (L = 0) draws ``randn(d)`` only.
 
 Horizon and deterministic steps: the window never runs past the horizon N or through a step with sigma 0. When the
 window ends at the horizon the bonus step is dropped (its draw is simply not used, which marginalizes it out).
@@ -17,6 +18,7 @@ already computed. A sample whose next step is deterministic takes it plainly, in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,24 +205,23 @@ class _RowRandomness:
 def _draw(
     generators: list[torch.Generator], rows: list[int], length: int, event: tuple[int, ...], dtype: torch.dtype
 ) -> _RowRandomness:
-    """Each row's draws for one round, from its own generator in the documented order."""
-    draft_noise: list[torch.Tensor] = []
-    uniforms: list[torch.Tensor] = []
-    residual_uniforms: list[torch.Tensor] = []
-    residual_noise: list[torch.Tensor] = []
-    for row in rows:
-        g = generators[row]
-        if length > 0:
-            draft_noise.append(torch.randn((length, *event), generator=g, dtype=dtype))
-            uniforms.append(torch.rand(length, generator=g, dtype=torch.float64))
-            residual_uniforms.append(torch.rand(1, generator=g, dtype=torch.float64))
-        residual_noise.append(torch.randn(event, generator=g, dtype=dtype))
+    """Each row's draws for one round, from its own generator: ``randn((L + 1) * d)`` (the draft noise of the L
+    steps, then the residual / bonus noise) and, when L >= 1, ``rand(L + 1)`` in float64 (the L uniforms, then the
+    residual uniform)."""
+    size = math.prod(event)
     count = len(rows)
+    normals = torch.empty((count, (length + 1) * size), dtype=dtype)
+    uniforms = torch.empty((count, length + 1), dtype=torch.float64)
+    for index, row in enumerate(rows):
+        generator = generators[row]
+        torch.randn((length + 1) * size, generator=generator, dtype=dtype, out=normals[index])
+        if length > 0:
+            torch.rand(length + 1, generator=generator, dtype=torch.float64, out=uniforms[index])
     return _RowRandomness(
-        draft_noise=torch.stack(draft_noise) if length > 0 else torch.zeros((count, 0, *event), dtype=dtype),
-        uniforms=torch.stack(uniforms) if length > 0 else torch.zeros((count, 0), dtype=torch.float64),
-        residual_uniforms=torch.cat(residual_uniforms) if length > 0 else torch.zeros(count, dtype=torch.float64),
-        residual_noise=torch.stack(residual_noise),
+        draft_noise=normals[:, : length * size].reshape(count, length, *event),
+        uniforms=uniforms[:, :length],
+        residual_uniforms=uniforms[:, length] if length > 0 else torch.zeros(count, dtype=torch.float64),
+        residual_noise=normals[:, length * size :].reshape(count, *event),
     )
 
 

@@ -1,0 +1,356 @@
+"""Benchmark: plain vs speculative sampling of the trained digits DiT, wall clock, in one process per comparison.
+
+1. **Batch-cost curves** ``c(B)``: seconds per forward call of the digits DiT and of the DiT-S/2 and XL/2 shapes
+   (random weights, 32x32x4 latents), and of the first-k-block early exit.
+2. **Sampling**: for N DDPM steps, batch sizes, rules (token, block) and drafters (frozen, Free Drafter reuse, Free
+   Drafter early exit, extrapolating), each with a fixed window and the adaptive policy (given the measured cost
+   curve), the wall time of speculative sampling against plain ancestral sampling of the same model, batch, seeds,
+   precision and device, measured in the same process right before. Both run eagerly (no CUDA graphs, no
+   torch.compile) under ``torch.no_grad``.
+3. **Perfect drafter** (draft = target, every step accepted): the time inside the draft's own calls is measured and
+   removed, and the resulting speedup is compared with the ideal ``(L + 1) / (c(B (L + 1)) / c(B))`` from the
+   measured cost curve: the sampler's efficiency.
+
+Records are flat JSON (``model, steps, batch, rule, drafter, window, target_calls, wall_seconds,
+baseline_wall_seconds, speedup, device, commit`` and more). Presets: ``gpu`` (the H100 run, under 8 minutes),
+``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
+
+Run ``python -m simulations.bench_gpu [--preset gpu|cpu|smoke] [--output PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simulations.common import write_results
+from simulations.provenance import REPOSITORY_ROOT, git_commit
+from specdiff.diagnostics import calibrate_run
+from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter, ModelDrafter
+from specdiff.kernels import DDPMKernel, linear_schedule
+from specdiff.models.dit import DIT_PRESETS, DiT, load_pretrained
+from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
+from specdiff.sampler import SpeculativeResult, sample, sample_plain
+from specdiff.verify import Rule
+
+
+@dataclass(frozen=True)
+class Preset:
+    steps: tuple[int, ...]
+    batches: tuple[int, ...]
+    drafters: tuple[str, ...]
+    windows: tuple[str, ...]  # "8" or "adaptive"
+    cost_batches: tuple[int, ...]
+    large_models: tuple[str, ...]
+    large_batches: tuple[int, ...]
+    perfect_windows: tuple[int, ...]
+    repeats: int
+
+
+PRESETS = {
+    "gpu": Preset(
+        steps=(50, 100, 200, 1000),
+        batches=(1, 64),
+        drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
+        windows=("8", "adaptive"),
+        cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
+        large_models=("S/2", "XL/2"),
+        large_batches=(1, 2, 4, 8, 16, 32, 64),
+        perfect_windows=(4, 8),
+        repeats=5,
+    ),
+    "cpu": Preset(
+        steps=(50, 200),
+        batches=(1, 8),
+        drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
+        windows=("8", "adaptive"),
+        cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 72, 136),
+        large_models=("S/2",),
+        large_batches=(1, 2, 4),
+        perfect_windows=(4, 8),
+        repeats=3,
+    ),
+    "smoke": Preset(
+        steps=(12,),
+        batches=(2,),
+        drafters=("free-reuse", "free-exit"),
+        windows=("4", "adaptive"),
+        cost_batches=(1, 2, 5, 10),
+        large_models=(),
+        large_batches=(),
+        perfect_windows=(4,),
+        repeats=1,
+    ),
+}
+DEFAULT_OUTPUT = {
+    "gpu": REPOSITORY_ROOT / "results" / "gpu" / "bench_gpu.json",
+    "cpu": REPOSITORY_ROOT / "results" / "bench_cpu.json",
+    "smoke": REPOSITORY_ROOT / "results" / "smoke" / "bench.json",
+}
+EXIT_BLOCKS = 2  # early exit after 2 of the digits DiT's 4 blocks
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(function: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall seconds of ``function()`` over ``repeats`` timed calls after one warm-up."""
+    function()
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def cost_curve(
+    model: DiT, batches: Sequence[int], device: torch.device, repeats: int, k: int | None = None
+) -> list[float]:
+    """Seconds per call of ``model`` (or its first ``k`` blocks) at each batch size, random inputs."""
+    config = model.config
+    seconds = []
+    for batch in batches:
+        x = torch.randn(batch, config.in_channels, config.input_size, config.input_size, device=device)
+        t = torch.randint(0, 1000, (batch,), device=device)
+        y = torch.randint(0, config.num_classes, (batch,), device=device)
+        blocks = model.depth if k is None else k
+
+        def call(x: torch.Tensor = x, t: torch.Tensor = t, y: torch.Tensor = y, blocks: int = blocks) -> torch.Tensor:
+            return model.forward_first_k(x, t, y, blocks)
+
+        with torch.no_grad():
+            seconds.append(time_call(call, device, repeats))
+    return seconds
+
+
+class TimedDraftModel:
+    """The target model used as a draft, with the time inside its calls measured (synchronized)."""
+
+    def __init__(self, model: DiT, device: torch.device):
+        self.model, self.device, self.seconds = model, device, 0.0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _synchronize(self.device)
+        start = time.perf_counter()
+        output = self.model(x, t, y)
+        _synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        return output
+
+
+def _drafter(name: str) -> Drafter:
+    if name == "frozen":
+        return FrozenDrafter()
+    if name == "free-reuse":
+        return FreeDrafter()
+    if name == "free-exit":
+        return FreeDrafter(exit_blocks=EXIT_BLOCKS)
+    if name == "extrapolating":
+        return ExtrapolatingDrafter()
+    raise ValueError(name)
+
+
+def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[[int], float]:
+    import numpy as np
+
+    def cost(states: int) -> float:
+        return float(np.interp(states, batches, seconds))
+
+    return cost
+
+
+def run(preset: Preset, device: torch.device, seed: int, progress: bool = True) -> dict[str, Any]:
+    commit = git_commit()
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    model = load_pretrained("digits", device=device)
+    curves: list[dict[str, Any]] = []
+    digits_curve = cost_curve(model, preset.cost_batches, device, preset.repeats)
+    curves.append({"model": "digits", "blocks": model.depth, "batches": preset.cost_batches, "seconds": digits_curve})
+    for k in (1, EXIT_BLOCKS):
+        seconds = cost_curve(model, preset.cost_batches, device, preset.repeats, k=k)
+        curves.append({"model": "digits", "blocks": k, "batches": preset.cost_batches, "seconds": seconds})
+    for name in preset.large_models:
+        large = DiT(DIT_PRESETS[name], generator=torch.Generator().manual_seed(0)).to(device).eval()
+        curves.append(
+            {
+                "model": name,
+                "blocks": large.depth,
+                "batches": preset.large_batches,
+                "seconds": cost_curve(large, preset.large_batches, device, preset.repeats),
+            }
+        )
+        quarter = max(1, large.depth // 4)
+        seconds = cost_curve(large, preset.large_batches, device, preset.repeats, k=quarter)
+        curves.append({"model": name, "blocks": quarter, "batches": preset.large_batches, "seconds": seconds})
+        del large
+    cost = _interpolated(preset.cost_batches, digits_curve)
+    base = {"model": "digits", "device": device_name, "commit": commit}
+    records: list[dict[str, Any]] = []
+    for steps in preset.steps:
+        for batch in preset.batches:
+            case = _Case(model, DDPMKernel(linear_schedule(1000), num_steps=steps), batch, device, seed)
+            case.plain_seconds()  # warm-up
+            for rule in ("token-reflection", "block"):
+                for drafter in preset.drafters:
+                    for window in preset.windows:
+                        records.append({**base, **case.speculative(rule, drafter, window, cost)})
+                        _report(records[-1], progress)
+            for window_length in preset.perfect_windows:
+                records.append({**base, **case.perfect(window_length, cost)})
+                _report(records[-1], progress)
+    return {"cost_curves": curves, "records": records}
+
+
+class _Case:
+    """One (model, N, batch) cell: plain timing and speculative runs with the same seeds."""
+
+    def __init__(self, model: DiT, kernel: DDPMKernel, batch: int, device: torch.device, seed: int):
+        self.model, self.kernel, self.batch, self.device, self.seed = model, kernel, batch, device, seed
+        self.labels = torch.arange(batch, device=device) % 10
+        self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    def generators(self) -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(self.seed * 7919 + i) for i in range(self.batch)]
+
+    def _timed(self, function: Callable[[], Any]) -> tuple[Any, float]:
+        _synchronize(self.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            output = function()
+        _synchronize(self.device)
+        return output, time.perf_counter() - start
+
+    def plain_seconds(self) -> float:
+        conditioning = {"y": self.labels}
+        return self._timed(
+            lambda: sample_plain(
+                self.model, self.kernel, self.noise, generator=self.generators(), conditioning=conditioning
+            )
+        )[1]
+
+    def _sample(self, drafter: Drafter, policy: WindowPolicy, rule: Rule) -> tuple[SpeculativeResult, float]:
+        return self._timed(
+            lambda: sample(
+                self.model,
+                self.kernel,
+                self.noise,
+                drafter=drafter,
+                window=policy,
+                rule=rule,
+                generator=self.generators(),
+                conditioning={"y": self.labels},
+            )
+        )
+
+    def speculative(self, rule: Rule, drafter: str, window: str, cost: Callable[[int], float]) -> dict[str, Any]:
+        steps = self.kernel.num_steps
+        baseline = self.plain_seconds()
+        policy: WindowPolicy
+        if window == "adaptive":
+            policy = AdaptiveWindow(max_window=16, batch_cost=lambda m: cost(self.batch * m) / cost(self.batch))
+        else:
+            policy = FixedWindow(int(window))
+        result, wall = self._sample(_drafter(drafter), policy, rule)
+        summary = calibrate_run(result, rule) if result.accepted else None
+        return {
+            "steps": steps,
+            "batch": self.batch,
+            "rule": "token" if rule == "token-reflection" else "block",
+            "drafter": drafter,
+            "window": window,
+            "target_calls": result.target_calls,
+            "sequential_cost": result.sequential_cost,
+            "wall_seconds": wall,
+            "baseline_wall_seconds": baseline,
+            "baseline_target_calls": steps,
+            "speedup": baseline / wall,
+            "call_ratio": steps / result.target_calls,
+            "measured_steps_per_round": summary.measured_steps_per_round if summary else 1.0,
+            "predicted_steps_per_round": summary.predicted_steps_per_round if summary else 1.0,
+            "calibration_z": summary.z if summary else None,
+        }
+
+    def perfect(self, window: int, cost: Callable[[int], float]) -> dict[str, Any]:
+        steps = self.kernel.num_steps
+        baseline = self.plain_seconds()
+        draft_model = TimedDraftModel(self.model, self.device)
+        result, wall = self._sample(ModelDrafter(draft_model, 0.0, name="perfect"), FixedWindow(window), "block")
+        without_draft = wall - draft_model.seconds
+        ideal = (window + 1) / (cost(self.batch * (window + 1)) / cost(self.batch))
+        return {
+            "steps": steps,
+            "batch": self.batch,
+            "rule": "block",
+            "drafter": "perfect",
+            "window": str(window),
+            "target_calls": result.target_calls,
+            "sequential_cost": float(result.target_calls),
+            "wall_seconds": wall,
+            "baseline_wall_seconds": baseline,
+            "baseline_target_calls": steps,
+            "speedup": baseline / wall,
+            "call_ratio": steps / result.target_calls,
+            "draft_seconds": draft_model.seconds,
+            "speedup_without_draft": baseline / without_draft,
+            "ideal_speedup": ideal,
+            "efficiency": baseline / without_draft / ideal,
+        }
+
+
+def _report(record: dict[str, Any], progress: bool) -> None:
+    if not progress:
+        return
+    line = (
+        f"N={record['steps']:<5} B={record['batch']:<3} {record['rule']:<5} {record['drafter']:<13} "
+        f"L={record['window']:<8} calls {record['target_calls']:<5} speedup {record['speedup']:.2f}x "
+        f"(calls {record['call_ratio']:.2f}x)"
+    )
+    if "efficiency" in record:
+        line += f"; without the draft {record['speedup_without_draft']:.2f}x of ideal {record['ideal_speedup']:.2f}x"
+        line += f" = efficiency {record['efficiency']:.0%}"
+    print(line, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=None)
+    arguments = parser.parse_args(argv)
+    device = torch.device(arguments.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    preset = PRESETS[arguments.preset]
+    output = arguments.output or DEFAULT_OUTPUT[arguments.preset]
+    start = time.perf_counter()
+    results = run(preset, device, arguments.seed)
+    write_results(
+        output,
+        {
+            "script": "simulations.bench_gpu",
+            "preset": arguments.preset,
+            "seed": arguments.seed,
+            "sizes": asdict(preset),
+            "seconds": time.perf_counter() - start,
+            **results,
+        },
+    )
+    print(f"wrote {output} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""The README's result tables, generated from the committed JSON results (never typed by hand).
+
+Each table sits in the README between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``. Run
+``python -m simulations.report`` to rewrite them from ``results/``, or ``--check`` to verify that the README matches
+the results (the test suite does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from simulations.provenance import REPOSITORY_ROOT
+
+README = REPOSITORY_ROOT / "README.md"
+RESULTS = REPOSITORY_ROOT / "results"
+
+
+def _load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _provenance(payload: dict[str, Any], command: str) -> str:
+    return f"`{command}` (commit `{payload['commit'][:10]}`, {payload.get('seconds', 0):.0f} s)"
+
+
+def exactness_table(results: Path) -> str:
+    payload = _load(results, "exactness.json")
+    if payload is None:
+        return "_Run `python -m simulations.exactness`._"
+    records = payload["records"]
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for record in records:
+        if record["family"] == "control":
+            continue
+        groups.setdefault((record["family"], record["kernel"], record["dimension"]), []).append(record)
+    rows = []
+    for (family, kernel, dimension), members in groups.items():
+        passed = sum(not member["rejected"] for member in members)
+        rows.append(
+            [
+                family,
+                kernel,
+                str(dimension),
+                f"{len(members)} (4 drafters x 3 rules)"
+                if family == "closed-form"
+                else f"{len(members)} (2 drafters x 3 rules)",
+                f"{passed}/{len(members)}",
+                f"{min(member['p_value'] for member in members):.3g}",
+                str(members[0]["samples"]),
+            ]
+        )
+    for record in records:
+        if record["family"] == "control":
+            verdict = "rejected" if record["rejected"] else "**not rejected**"
+            rows.append(
+                [
+                    "control: " + record["control"],
+                    record["kernel"],
+                    str(record["dimension"]),
+                    f"{record['rule']}, {record['drafter']} drafter",
+                    verdict,
+                    f"{record['p_value']:.3g}",
+                    str(record["samples"]),
+                ]
+            )
+    header = ["check", "kernel", "d", "configurations", "kept at 1e-3", "smallest p", "n"]
+    return f"{_provenance(payload, 'python -m simulations.exactness')}:\n\n{_table(header, rows)}"
+
+
+def calibration_table(results: Path) -> str:
+    payload = _load(results, "calibration.json")
+    if payload is None:
+        return "_Run `python -m simulations.calibration`._"
+    rows = []
+    for record in payload["records"]:
+        rows.append(
+            [
+                str(record["dimension"]),
+                record["drafter"],
+                record["rule"],
+                record["control"] or "-",
+                str(record["rounds"]),
+                f"{record['measured_steps_per_round']:.3f}",
+                f"{record['predicted_steps_per_round']:.3f}",
+                f"{record['z']:+.2f}",
+            ]
+        )
+    header = ["d", "drafter", "rule", "control", "rounds", "steps/round measured", "predicted", "z"]
+    return (
+        f"{_provenance(payload, 'python -m simulations.calibration')}; |z| > {payload['z_level']:.2f} rejects at "
+        f"{payload['level']:g}:\n\n{_table(header, rows)}"
+    )
+
+
+def speedup_table(results: Path) -> str:
+    payload = _load(results, "speedup.json")
+    if payload is None:
+        return "_Run `python -m simulations.speedup`._"
+    records = payload["records"]
+    index = {(r["steps"], r["dimension"], r["drafter"], r["rule"], r["window"]): r for r in records}
+    drafters = payload["sizes"]["drafters"]
+    rows = []
+    for steps in payload["sizes"]["steps"]:
+        for dimension in payload["sizes"]["dimensions"]:
+            row = [str(steps), str(dimension)]
+            for drafter in drafters:
+                adaptive = index[(steps, dimension, drafter, "block", "adaptive")]
+                row.append(f"{adaptive['steps_per_call']:.2f}")
+            token, block = (
+                index[(steps, dimension, "free-reuse", "token", "8")],
+                index[(steps, dimension, "free-reuse", "block", "8")],
+            )
+            row.append(f"{token['steps_per_call']:.2f} / {block['steps_per_call']:.2f}")
+            row.append(
+                f"{block['steps_per_call'] / token['steps_per_call']:.3f} "
+                f"({block['predicted_steps_per_round'] / token['predicted_steps_per_round']:.3f})"
+            )
+            rows.append(row)
+    header = [
+        "N",
+        "d",
+        *[f"{d}, block, adaptive" for d in drafters],
+        "free-reuse L=8 token / block",
+        "block gain measured (predicted)",
+    ]
+    summary = payload["summary"]
+    adaptive = [a for a in summary["adaptive"] if a["drafter"] == "free-reuse"]
+    worst_plain = max(adaptive, key=lambda a: a["excess_over_plain"])
+    worst_best = max(adaptive, key=lambda a: a["excess_over_best"])
+    gains = summary["gains"]
+    below = [g for g in gains if g["measured_gain"] < 1 - 3 * g["stderr"]]
+    text = (
+        f"{_provenance(payload, 'python -m simulations.speedup')}; steps per sequential target call (N / calls per "
+        f"sample, draft costs included: the frozen draft's root call, 0.1 call per step for the model draft), "
+        f"{payload['sizes']['samples']} samples per cell:\n\n{_table(header, rows)}\n\n"
+        f"Adaptive Free Drafter (reuse) against plain sampling, worst cell: {worst_plain['adaptive_calls']:.1f} calls "
+        f"for N = {worst_plain['steps']} (d = {worst_plain['dimension']}, {worst_plain['rule']}); against the best "
+        f"fixed window, worst excess {100 * worst_best['excess_over_best']:+.1f}% (N = {worst_best['steps']}, "
+        f"d = {worst_best['dimension']}, {worst_best['rule']}, best L = {worst_best['best_fixed_window']}). "
+        f"Block vs token at equal window: {len(gains)} comparisons, {len(below)} with block below token by more "
+        f"than 3 standard errors; measured gains {min(g['measured_gain'] for g in gains):.3f}-"
+        f"{max(g['measured_gain'] for g in gains):.3f}."
+    )
+    return text
+
+
+def overhead_table(results: Path) -> str:
+    payload = _load(results, "overhead.json")
+    if payload is None:
+        return "_Run `python -m simulations.overhead`._"
+    best: dict[str, dict[str, Any]] = {}
+    for measurement in payload["measurements"]:
+        current = best.get(measurement["sampler"])
+        if current is None or measurement["wall_seconds"] < current["wall_seconds"]:
+            best[measurement["sampler"]] = measurement
+    rows = [
+        [
+            name,
+            f"{m['wall_seconds']:.2f}",
+            f"{m['model_seconds']:.2f}",
+            f"{100 * m['overhead_fraction']:.0f}%",
+            str(m["target_calls"]),
+        ]
+        for name, m in best.items()
+    ]
+    top = ", ".join(f"`{row['function']}` {row['own_seconds']:.2f} s" for row in payload["profile_top_own_time"][:5])
+    sizes = payload["sizes"]
+    return (
+        f"`python -m simulations.overhead` (commit `{payload['commit'][:10]}`; d = {sizes['dimension']}, "
+        f"{sizes['components']} components, batch {sizes['batch']}, N = {sizes['steps']}, CPU, one thread, fastest "
+        f"of {sizes['repeats']}):\n\n"
+        f"{_table(['sampler', 'wall s', 'in the model s', 'overhead', 'target calls'], rows)}\n\n"
+        f"Largest own times in a profiled window-8 run: {top}."
+    )
+
+
+def dit_table(results: Path) -> str:
+    demo = _load(results / "demo", "demo.json")
+    bench = _load(results / "gpu", "bench_gpu.json") or _load(results, "bench_cpu.json")
+    parts = []
+    if demo is not None:
+        parts.append(
+            f"`specdiff demo` ({demo['device']}, N = {demo['steps']}, batch {demo['batch']}): "
+            f"{demo['plain_target_calls']} → {demo['speculative_target_calls']} sequential target calls "
+            f"({demo['call_ratio']:.2f}x), wall {demo['plain_wall_seconds']:.2f} s → "
+            f"{demo['speculative_wall_seconds']:.2f} s ({demo['wall_speedup']:.2f}x); steps per round measured "
+            f"{demo['measured_steps_per_round']:.2f}, predicted {demo['predicted_steps_per_round']:.2f} "
+            f"(z = {demo['calibration_z']:+.2f})."
+        )
+    if bench is not None:
+        rows = []
+        for record in bench["records"]:
+            if record["drafter"] == "perfect":
+                continue
+            rows.append(
+                [
+                    str(record["steps"]),
+                    str(record["batch"]),
+                    record["rule"],
+                    record["drafter"],
+                    record["window"],
+                    str(record["target_calls"]),
+                    f"{record['call_ratio']:.2f}x",
+                    f"{record['speedup']:.2f}x",
+                ]
+            )
+        header = ["N", "batch", "rule", "drafter", "window", "target calls", "calls ratio", "wall speedup"]
+        perfect = [r for r in bench["records"] if r["drafter"] == "perfect"]
+        device = bench["records"][0]["device"] if bench["records"] else "?"
+        text = (
+            f"`python -m simulations.bench_gpu --preset {bench['preset']}` on **{device}** (commit "
+            f"`{bench['commit'][:10]}`); speedup = plain wall time / speculative wall time, same process:\n\n"
+            f"{_table(header, rows)}"
+        )
+        if perfect:
+            efficiencies = ", ".join(
+                f"N={r['steps']} B={r['batch']} L={r['window']}: {100 * r['efficiency']:.0f}%" for r in perfect
+            )
+            text += f"\n\nPerfect-drafter efficiency (speedup without the draft's time / ideal): {efficiencies}."
+        parts.append(text)
+    return "\n\n".join(parts) if parts else "_Run `specdiff demo` and `python -m simulations.bench_gpu`._"
+
+
+SECTIONS: dict[str, Callable[[Path], str]] = {
+    "exactness": exactness_table,
+    "calibration": calibration_table,
+    "speedup": speedup_table,
+    "overhead": overhead_table,
+    "dit": dit_table,
+}
+
+
+def render(text: str, results: Path) -> str:
+    """``text`` with every report section replaced by its freshly generated table."""
+    for name, function in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- report:{name} -->\n).*?(\n<!-- /report:{name} -->)", re.DOTALL)
+        text = pattern.sub(lambda match, f=function: match.group(1) + f(results) + match.group(2), text)  # type: ignore[misc]
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README differs from the results")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    arguments = parser.parse_args(argv)
+    current = arguments.readme.read_text()
+    fresh = render(current, arguments.results)
+    if arguments.check:
+        if fresh != current:
+            print("README tables are stale: run python -m simulations.report", file=sys.stderr)
+            return 1
+        return 0
+    arguments.readme.write_text(fresh)
+    print(f"updated {arguments.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
