@@ -8,8 +8,9 @@ Three families of checks, each a p-value judged at the declared per-check level 
 - **against plain sampling**: Gaussian-mixture data (no closed form); the speculative samples against
   ``sample_plain`` of the same model with independent randomness, by projected KS, MMD and energy distance
   (``specdiff.stats.compare_samplers``), Bonferroni over the three.
-- **negative controls** (``simulations.controls``): deliberately wrong rules run through the same closed-form check,
-  which must reject each of them.
+- **negative controls** (``simulations.controls``): deliberately wrong variants of the block rule run through the
+  same closed-form check, which must reject each of them; they use a poor draft model (``control_problem``), 10 steps
+  and n = 20 000 so that rejections, and so the residual, matter.
 
 With ``LEVEL = 1e-3`` per check the expected number of false rejections in the full run (about 120 checks) is
 about 0.1. The window policy is the adaptive one (plain steps included) unless stated.
@@ -21,6 +22,7 @@ Run ``python -m simulations.exactness`` (full, minutes) or ``--smoke`` (seconds,
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +45,7 @@ from simulations.common import (
 )
 from simulations.controls import CONTROLS, negative_control
 from simulations.provenance import REPOSITORY_ROOT
-from specdiff.models.gmm import gaussian_chain_marginals
+from specdiff.models.gmm import gaussian_chain_marginals, perturbed
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import sample, sample_plain
 from specdiff.stats import compare_samplers, ks_one_sample_projection, random_directions
@@ -70,6 +72,7 @@ class Config:
     comparison_dimensions: tuple[int, ...]
     comparison_samples: int
     control_samples: int
+    control_steps: int
     controls: tuple[str, ...]
 
 
@@ -84,6 +87,7 @@ FULL = Config(
     comparison_dimensions=(2, 64),
     comparison_samples=1500,
     control_samples=20_000,
+    control_steps=10,
     controls=CONTROLS,
 )
 SMOKE = Config(
@@ -97,6 +101,7 @@ SMOKE = Config(
     comparison_dimensions=(2,),
     comparison_samples=300,
     control_samples=3000,
+    control_steps=10,
     controls=("accept-always",),
 )
 
@@ -170,19 +175,28 @@ def closed_form_pvalue(
     return ks_one_sample_projection(samples, mean, covariance, directions).p_value, quantiles
 
 
+def control_problem(dimension: int) -> Problem:
+    """The problem of the negative controls: one Gaussian with a poor draft model (mean shifted by 1), so that
+    rejections and residual draws are frequent and a wrong rule shows at n = 20 000."""
+    problem = gaussian_problem(dimension)
+    sign = torch.tensor([(-1.0) ** i for i in range(dimension)], dtype=torch.float64) / math.sqrt(dimension)
+    return Problem("gaussian-poor-draft", dimension, problem.data, perturbed(problem.data, mean_shift=sign))
+
+
 def _closed_form_check(
     config: Config, kernel_name: str, dimension: int, drafter: str, rule: Rule, seed: int, control: str | None = None
 ) -> Check:
     start = time.perf_counter()
-    problem = gaussian_problem(dimension)
     if control is None:
+        problem, steps = gaussian_problem(dimension), config.steps
         samples = config.samples if dimension < 1024 else config.samples_high_dimension
         policy: WindowPolicy = AdaptiveWindow(max_window=8)
     else:
+        problem, steps = control_problem(dimension), config.control_steps
         samples, policy = config.control_samples, FixedWindow(4)
     with negative_control(control):
-        draws, calls = _speculate(problem, kernel_name, drafter, rule, policy, samples, config.steps, seed)
-    p_value, quantiles = closed_form_pvalue(problem, kernel_name, config.steps, draws, seed + 2)
+        draws, calls = _speculate(problem, kernel_name, drafter, rule, policy, samples, steps, seed)
+    p_value, quantiles = closed_form_pvalue(problem, kernel_name, steps, draws, seed + 2)
     return Check(
         family="closed-form" if control is None else "control",
         kernel=kernel_name,
@@ -196,7 +210,7 @@ def _closed_form_check(
         rejected=p_value < LEVEL,
         expected_rejection=control is not None,
         target_calls=calls,
-        steps=config.steps,
+        steps=steps,
         seconds=time.perf_counter() - start,
         qq_quantiles=quantiles,
     )
@@ -260,8 +274,7 @@ def run(config: Config, seed: int, progress: bool = True) -> list[Check]:
                 report(_plain_comparison_check(config, dimension, drafter, rule, seed + 100 * index))
     for control in config.controls:
         index += 1
-        control_rule: Rule = "token-reflection" if control == "unweighted-residual" else "block"
-        report(_closed_form_check(config, "ddpm", 2, "model", control_rule, seed + 100 * index, control=control))
+        report(_closed_form_check(config, "ddpm", 2, "model", "block", seed + 100 * index, control=control))
     return checks
 
 

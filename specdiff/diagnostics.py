@@ -101,8 +101,7 @@ def block_calibration(result: SpeculativeResult) -> tuple[float, list[PositionRo
         predicted_steps.append(1 + w.sum(axis=1))
         for i in range(w.shape[1]):
             per_position.setdefault(i + 1, []).append((tau >= i + 1) - w[:, i])
-    all_differences = np.concatenate(differences)
-    z = float(all_differences.sum() / np.sqrt((all_differences**2).sum()))
+    z = _self_normalized(np.concatenate(differences))
     table = []
     for position, chunks in sorted(per_position.items()):
         values = np.concatenate(chunks)
@@ -111,6 +110,12 @@ def block_calibration(result: SpeculativeResult) -> tuple[float, list[PositionRo
                 [weights.numpy()[:, position - 1] for weights in result.weights if weights.shape[1] >= position]
             ).mean()
         )
-        table.append(PositionRow(position, values.size, predicted + float(values.mean()), predicted,
-                                 float(values.sum() / np.sqrt((values**2).sum()))))  # fmt: skip
+        measured = predicted + float(values.mean())
+        table.append(PositionRow(position, values.size, measured, predicted, _self_normalized(values)))
     return z, table, float(np.concatenate(predicted_steps).mean())
+
+
+def _self_normalized(values: np.ndarray) -> float:
+    """``sum / sqrt(sum of squares)`` of martingale differences (0 when they are all 0: a perfect prediction)."""
+    squares = float((values**2).sum())
+    return float(values.sum() / np.sqrt(squares)) if squares > 0 else 0.0
