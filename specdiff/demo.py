@@ -184,7 +184,7 @@ def write_grids(plain: torch.Tensor, speculative: torch.Tensor, per_class: int, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 1.2 * per_class + 1))
+    figure, axes = plt.subplots(1, 2, figsize=(10, 0.55 * per_class + 0.8))
     for axis, images, title in ((axes[0], plain, "plain DDPM"), (axes[1], speculative, "speculative (block)")):
         grid = images.detach().float().cpu().clamp(-1, 1)[:, 0]  # (B, H, W)
         size = grid.shape[-1]

@@ -12,9 +12,9 @@ from theory.cost import (
     optimal_window,
     predicted_speedup,
     round_cost,
-    token_window_speedups,
     target_batch_cost,
     token_steps_per_round,
+    token_window_speedups,
 )
 from theory.gaussian import acceptance_probability
 
