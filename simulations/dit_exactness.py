@@ -30,7 +30,7 @@ from specdiff.diagnostics import calibrate_run
 from specdiff.drafters import Drafter, FreeDrafter, FrozenDrafter
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DiT, load_pretrained
-from specdiff.policies import AdaptiveWindow, WindowPolicy
+from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import sample, sample_plain
 from specdiff.stats import ks_two_sample_projection, mmd_test
 from specdiff.verify import Rule
@@ -46,23 +46,23 @@ class Config:
     classes: tuple[int, ...]
     samples_per_class: int
     steps: int
-    runs: tuple[tuple[str, str, str | None], ...]  # (rule, drafter, control)
+    runs: tuple[tuple[str, str, str | None, int | None], ...]  # (rule, drafter, control, fixed window or adaptive)
     permutations: int
 
 
 FULL = Config(
     classes=tuple(range(10)),
-    samples_per_class=400,
-    steps=50,
+    samples_per_class=100,
+    steps=100,
     runs=(
-        ("block", "free-reuse", None),
-        ("token-reflection", "free-reuse", None),
-        ("block", "frozen", None),
-        ("block", "free-reuse", "accept-always"),
+        ("block", "free-reuse", None, None),
+        ("token-reflection", "free-reuse", None, None),
+        ("block", "frozen", None, 8),
+        ("block", "free-reuse", "accept-always", 8),
     ),
     permutations=200,
 )
-SMOKE = Config(classes=(3,), samples_per_class=40, steps=10, runs=(("block", "free-reuse", None),), permutations=50)
+SMOKE = Config(classes=(3,), samples_per_class=40, steps=10, runs=(("block", "free-reuse", None, 4),), permutations=50)
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = load_pretrained("digits")
     start = time.perf_counter()
     checks = []
-    for index, (rule, drafter, control) in enumerate(config.runs):
+    for index, (rule, drafter, control, window) in enumerate(config.runs):
         result = check(
             model,
             rule=rule,  # type: ignore[arg-type]
@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             steps=config.steps,
             seed=arguments.seed + 1000 * index,
             permutations=config.permutations,
+            window=None if window is None else FixedWindow(window),
         )
         checks.append(result)
         verdict = "ok" if result.rejected == result.expected_rejection else "FAILED"
