@@ -191,6 +191,17 @@ def dit_table(results: Path) -> str:
     demo = _load(results / "demo", "demo.json")
     bench = _load(results / "gpu", "bench_gpu.json") or _load(results, "bench_cpu.json")
     parts = []
+    quality = _load(results, "dit_quality.json")
+    if quality is not None:
+        metrics = quality["metrics"]
+        parts.append(
+            f"Model quality (`python -m simulations.dit_quality`, {quality['sizes']['samples']} samples, "
+            f"{quality['sizes']['num_steps']} DDPM steps): a digit classifier (RBF SVM fitted on the real training "
+            f"split) labels {100 * metrics['classifier_accuracy_samples']:.1f}% of the samples as their conditioning "
+            f"class ({100 * metrics['classifier_accuracy_heldout_real']:.1f}% on held-out real digits); mean distance "
+            f"to the nearest training image {metrics['nearest_train_distance_samples_mean']:.2f} for samples vs "
+            f"{metrics['nearest_train_distance_heldout_real_mean']:.2f} for held-out real digits (no copies)."
+        )
     if demo is not None:
         parts.append(
             f"`specdiff demo` ({demo['device']}, N = {demo['steps']}, batch {demo['batch']}): "
