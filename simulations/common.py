@@ -7,6 +7,7 @@ of the sampling chain in closed form (``gaussian_chain_marginals``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -108,3 +109,30 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Sequence):
         return list(value)
     return float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ScriptArguments:
+    """The command line shared by the simulation scripts: ``--smoke``, ``--seed`` and ``--output``."""
+
+    smoke: bool
+    seed: int
+    output: Path
+
+    @property
+    def preset(self) -> str:
+        return "smoke" if self.smoke else "full"
+
+
+def script_arguments(
+    argv: Sequence[str] | None, description: str, default_seed: int, full_output: Path, smoke_output: Path
+) -> ScriptArguments:
+    """Parse the shared command line (and use one torch thread, as every script measures on one)."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny preset (seconds), used by the tests")
+    parser.add_argument("--seed", type=int, default=default_seed)
+    parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
+    parsed = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    output = parsed.output or (smoke_output if parsed.smoke else full_output)
+    return ScriptArguments(smoke=parsed.smoke, seed=parsed.seed, output=output)

@@ -12,18 +12,16 @@ Run ``python -m simulations.dit_exactness`` (large n) or ``--smoke``. Writes ``r
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from scipy import stats
 
-from simulations.common import write_results
+from simulations.common import script_arguments, write_results
 from simulations.controls import negative_control
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.diagnostics import calibrate_run
@@ -158,14 +156,8 @@ def check(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--output", type=Path, default=None)
-    arguments = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = SMOKE if arguments.smoke else FULL
-    output = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
+    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
+    config, output = (SMOKE if arguments.smoke else FULL), arguments.output
     model = load_pretrained("digits")
     start = time.perf_counter()
     checks = []
@@ -196,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     payload: dict[str, Any] = {
         "script": "simulations.dit_exactness",
-        "preset": "smoke" if arguments.smoke else "full",
+        "preset": arguments.preset,
         "seed": arguments.seed,
         "level": LEVEL,
         "sizes": asdict(config),

@@ -21,13 +21,11 @@ Run ``python -m simulations.exactness`` (full, minutes) or ``--smoke`` (seconds,
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +39,7 @@ from simulations.common import (
     make_drafter,
     make_kernel,
     mixture_problem,
+    script_arguments,
     write_results,
 )
 from simulations.controls import CONTROLS, negative_control
@@ -289,20 +288,14 @@ def _format_row(check: Check) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny preset (seconds)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--output", type=Path, default=None)
-    arguments = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = SMOKE if arguments.smoke else FULL
-    output = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
+    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
+    config, output = (SMOKE if arguments.smoke else FULL), arguments.output
     start = time.perf_counter()
     checks = run(config, arguments.seed)
     failed = [check for check in checks if not check.passed]
     payload: dict[str, Any] = {
         "script": "simulations.exactness",
-        "preset": "smoke" if arguments.smoke else "full",
+        "preset": arguments.preset,
         "seed": arguments.seed,
         "level": LEVEL,
         "qq_probabilities": QQ_PROBABILITIES,

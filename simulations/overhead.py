@@ -11,7 +11,6 @@ Run ``python -m simulations.overhead`` (about a minute) or ``--smoke``. Writes `
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from simulations.common import initial_noise, make_kernel, mixture_problem, write_results
+from simulations.common import initial_noise, make_kernel, mixture_problem, script_arguments, write_results
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.drafters import FreeDrafter
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
@@ -105,14 +104,8 @@ def _profile(config: Config, seed: int, top: int = 15) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--output", type=Path, default=None)
-    arguments = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = SMOKE if arguments.smoke else FULL
-    output = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
+    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
+    config, output = (SMOKE if arguments.smoke else FULL), arguments.output
     measurements: list[Measurement] = []
     for _ in range(config.repeats):
         measurements.append(_measure(config, "plain", None, arguments.seed))
@@ -130,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output,
         {
             "script": "simulations.overhead",
-            "preset": "smoke" if arguments.smoke else "full",
+            "preset": arguments.preset,
             "seed": arguments.seed,
             "sizes": asdict(config),
             "measurements": [asdict(m) for m in measurements],

@@ -19,18 +19,23 @@ Run ``python -m simulations.speedup`` (full) or ``--smoke``. Writes ``results/sp
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from simulations.common import initial_noise, make_drafter, make_kernel, mixture_problem, write_results
+from simulations.common import (
+    initial_noise,
+    make_drafter,
+    make_kernel,
+    mixture_problem,
+    script_arguments,
+    write_results,
+)
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.diagnostics import calibrate_run
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
@@ -205,19 +210,13 @@ def run(config: Config, seed: int, progress: bool = True) -> list[Record]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny preset (seconds)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--output", type=Path, default=None)
-    arguments = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    config = SMOKE if arguments.smoke else FULL
-    output = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
+    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
+    config, output = (SMOKE if arguments.smoke else FULL), arguments.output
     start = time.perf_counter()
     records = run(config, arguments.seed)
     payload: dict[str, Any] = {
         "script": "simulations.speedup",
-        "preset": "smoke" if arguments.smoke else "full",
+        "preset": arguments.preset,
         "seed": arguments.seed,
         "sizes": asdict(config),
         "seconds": time.perf_counter() - start,
