@@ -18,7 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from theory.cost import BatchCost, target_batch_cost, token_window_speedups
+from theory.cost import BatchCost, constant_gap_block_gain, target_batch_cost, token_window_speedups
+
+#: Gaps at which the block-over-token gain is tabulated for the adaptive policy.
+_GAIN_GRID = np.geomspace(1e-3, 30.0, 241)
 
 
 class WindowPolicy:
@@ -34,8 +37,8 @@ class WindowPolicy:
     probes_plain_steps = False
     max_window = 0
 
-    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float) -> None:
-        """Start a batch of ``batch`` samples drafted at the given costs (target-call units)."""
+    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float, rule: str = "block") -> None:
+        """Start a batch of ``batch`` samples drafted at the given costs (target-call units), verified by ``rule``."""
 
     def windows(self, rows: torch.Tensor) -> torch.Tensor:
         """Desired windows (k,) long for samples ``rows`` (k,); 0 asks for a plain step."""
@@ -67,12 +70,10 @@ class FixedWindow(WindowPolicy):
         return f"FixedWindow({self.window})"
 
 
-def nearly_flat_cost(states: int) -> float:
-    """Default cost model ``c(m) = 1 + 0.01 (m - 1)``: a GPU-like call where an extra state costs 1% of a call.
-
-    Minimizing it minimizes sequential target calls, while a draft that is never accepted is not worth its states.
-    """
-    return 1.0 + 0.01 * (states - 1)
+def flat_cost(states: int) -> float:
+    """Default cost model ``c(m) = 1``: a call costs the same whatever the states per sample (the GPU regime at small
+    batch), so minimizing the predicted cost minimizes sequential target calls."""
+    return 1.0
 
 
 class AdaptiveWindow(WindowPolicy):
@@ -84,20 +85,25 @@ class AdaptiveWindow(WindowPolicy):
         Largest window (>= 1).
     batch_cost : array_like or callable, optional
         Cost ``c(m)`` of evaluating ``m`` states per sample in one target call, relative to any unit (see
-        :func:`theory.cost.target_batch_cost`). Default: :func:`nearly_flat_cost`, which minimizes sequential target
-        calls (the GPU regime); pass a measured curve to minimize wall time instead.
+        :func:`theory.cost.target_batch_cost`). Default: :func:`flat_cost`, which minimizes sequential target calls
+        (the GPU regime); pass a measured curve to minimize wall time instead.
     smoothing : float
         Weight of a new observation in the running average of the gaps, in (0, 1].
-    initial_window : int
-        Window of a sample with no observation yet.
+    initial_window : int, optional
+        Window of a sample with no observation yet (default ``max_window``: the first round observes the gap at every
+        position).
     probe_every : int
         For a drafter with a cost, the number of plain steps after which a window of 1 is tried again.
+    tolerance : float
+        The smallest window whose predicted speedup is within this relative tolerance of the best is chosen, so a
+        draft that is never accepted (all windows predicted alike) gives plain steps.
 
     Notes
     -----
-    Gaps at positions never drafted are extrapolated linearly from the furthest observed position,
-    ``delta_j = delta_p j / p``: the gap of a stale prediction grows with the distance (a conservative guess for
-    drafts whose gap does not grow). The prediction uses the token rule, a lower bound for the block rule.
+    Gaps at positions never drafted are taken equal to the gap at the furthest observed position. The prediction is
+    the token rule's steps per round (exact for the observed gaps), multiplied for the block rule by the exact
+    block-over-token gain of a constant gap equal to the window's mean gap
+    (:func:`theory.cost.constant_gap_block_gain`).
     """
 
     def __init__(
@@ -105,24 +111,31 @@ class AdaptiveWindow(WindowPolicy):
         max_window: int = 16,
         batch_cost: BatchCost | None = None,
         smoothing: float = 0.25,
-        initial_window: int = 4,
+        initial_window: int | None = None,
         probe_every: int = 8,
+        tolerance: float = 1e-6,
     ):
+        initial_window = max_window if initial_window is None else initial_window
         counts = {"max_window": max_window, "initial_window": initial_window, "probe_every": probe_every}
         for name, value in counts.items():
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing!r}")
+        if not 0.0 <= tolerance < 1.0:
+            raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
+        self.tolerance = float(tolerance)
         self.max_window = int(max_window)
-        self.batch_cost: BatchCost = nearly_flat_cost if batch_cost is None else batch_cost
+        self.batch_cost: BatchCost = flat_cost if batch_cost is None else batch_cost
         target_batch_cost(self.batch_cost, self.max_window + 1)  # the curve must cover the largest window
         self.smoothing = float(smoothing)
         self.initial_window = min(int(initial_window), self.max_window)
         self.probe_every = int(probe_every)
+        self._gain_table = constant_gap_block_gain(_GAIN_GRID, self.max_window)  # (G, W + 1)
         self.reset(0, 0.0, 0.0)
 
-    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float) -> None:
+    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float, rule: str = "block") -> None:
+        self.rule = rule
         self.draft_cost_per_step = float(draft_cost_per_step)
         self.draft_cost_per_round = float(draft_cost_per_round)
         self.probes_plain_steps = self.draft_cost_per_step == 0.0 and self.draft_cost_per_round == 0.0
@@ -131,32 +144,42 @@ class AdaptiveWindow(WindowPolicy):
         self.plain_steps = np.zeros(batch, dtype=np.int64)
 
     def _profiles(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        """Gap profiles (k, W): observed averages, extrapolated linearly beyond the furthest observed position."""
+        """Gap profiles (k, W): observed averages, held constant beyond the furthest observed position."""
         gaps = self.gaps[rows]
         observed = ~np.isnan(gaps)
-        positions = np.arange(1, self.max_window + 1)
         furthest = np.where(observed.any(axis=1), self.max_window - np.argmax(observed[:, ::-1], axis=1), 0)
         last = gaps[np.arange(len(rows)), np.maximum(furthest - 1, 0)]
-        extrapolated = last[:, None] * positions[None, :] / np.maximum(furthest, 1)[:, None]
-        return np.where(observed, gaps, extrapolated)
+        return np.where(observed, gaps, last[:, None])
 
     def windows(self, rows: torch.Tensor) -> torch.Tensor:
         index = rows.cpu().numpy()
         seen = ~np.isnan(self.gaps[index]).all(axis=1)
         choice = np.full(len(index), self.initial_window, dtype=np.int64)
         if seen.any():
+            profiles = self._profiles(index[seen])
             speedups = token_window_speedups(
-                self._profiles(index[seen]),
-                self.batch_cost,
-                self.draft_cost_per_step,
-                draft_cost_per_round=self.draft_cost_per_round,
+                profiles, self.batch_cost, self.draft_cost_per_step, draft_cost_per_round=self.draft_cost_per_round
             )
-            choice[seen] = np.argmax(speedups, axis=1)  # first maximum: the smallest best window
+            if self.rule == "block":
+                speedups[:, 1:] *= self._block_gains(profiles)
+            # The smallest window within `tolerance` of the best: a draft that is never accepted gives a plain step.
+            best = speedups.max(axis=1, keepdims=True)
+            choice[seen] = np.argmax(speedups >= (1.0 - self.tolerance) * best, axis=1)
         if not self.probes_plain_steps:
             retry = (choice == 0) & (self.plain_steps[index] >= self.probe_every)
             choice[retry] = 1
         self.plain_steps[index] = np.where(choice == 0, self.plain_steps[index] + 1, 0)
         return torch.from_numpy(choice)
+
+    def _block_gains(self, profiles: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Block-over-token gain (k, W) of each window, from the exact constant-gap gain at the mean gap of the
+        window's positions, interpolated in ``log delta`` on a fixed grid."""
+        mean_gaps = np.cumsum(profiles, axis=1) / np.arange(1, self.max_window + 1)[None, :]
+        logs = np.log(np.clip(mean_gaps, _GAIN_GRID[0], _GAIN_GRID[-1]))
+        columns = [
+            np.interp(logs[:, w], np.log(_GAIN_GRID), self._gain_table[:, w + 1]) for w in range(self.max_window)
+        ]
+        return np.stack(columns, axis=1)
 
     def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
         index = rows.cpu().numpy()

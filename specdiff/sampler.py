@@ -3,6 +3,9 @@
 ``plain_chain`` is the reference. ``speculative_chain`` drafts up to ``window`` steps for every active sample,
 evaluates the target on all window states of all samples in **one** batched call per round, verifies with the
 chosen rule (``specdiff.verify``) and commits. Samples progress at their own speed and drop out when finished.
+``sample`` and ``sample_plain`` do the same for a diffusion model and a kernel (``specdiff.drafters.ModelChain``),
+with a drafter from ``specdiff.drafters`` and a window policy from ``specdiff.policies``. The window of each sample
+is chosen by the policy from that sample's own history; window 0 is a plain step.
 
 Randomness is per sample: sample i draws everything from its own ``torch.Generator`` in a fixed order, so its output
 is bitwise the same whatever the batch size and whatever the other samples do (given a mean function that acts row
@@ -379,7 +382,7 @@ def _speculate(
     batch = int(x_init.shape[0])
     generators = sample_generators(generator, batch)
     drafter.reset(batch, chain)
-    policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round)
+    policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, rule)
     context = _Context(evaluate, drafter, policy, sigmas, _stochastic_run_lengths(sigmas), rule, generators)
     state = x_init.clone()
     position = torch.zeros(batch, dtype=torch.long)

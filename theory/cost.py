@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from theory.gaussian import acceptance_probability
-from theory.verification import RULES, expected_accepted_length
+from theory.verification import RULES, constant_gap_block_profile, expected_accepted_length, token_profile
 
 BatchCost = npt.ArrayLike | Callable[[int], float]
 GapSchedule = float | Callable[[int], npt.ArrayLike]
@@ -282,3 +282,34 @@ def token_window_speedups(
         ]
     )
     return steps / costs[None, :] * target_batch_cost(batch_cost, 1)
+
+
+def constant_gap_block_gain(deltas: npt.ArrayLike, max_window: int) -> npt.NDArray[np.float64]:
+    """Block-over-token gain in steps per round, ``(1 + E tau_block) / (1 + E tau_token)``, for constant gaps.
+
+    Exact for a constant gap (Spitzer's recursion for the block rule, the geometric sum for the token rule). Both
+    expectations are sums over positions of quantities that depend on the first i steps only
+    (``E tau_block = sum_i E w_i``), so one recursion to ``max_window`` gives every window.
+
+    Parameters
+    ----------
+    deltas : array_like, shape (G,)
+        Constant gaps (>= 0).
+    max_window : int
+        Largest window W (>= 1).
+
+    Returns
+    -------
+    ndarray, shape (G, W + 1)
+        Column L is the gain of window L (column 0, plain sampling, is 1).
+    """
+    gaps = np.asarray(deltas, dtype=np.float64).reshape(-1)
+    max_window = _check_window(max_window, "max_window")
+    gains = np.ones((gaps.size, max_window + 1))
+    if max_window == 0:
+        return gains
+    for row, gap in enumerate(gaps):
+        block = 1.0 + np.cumsum(constant_gap_block_profile(float(gap), max_window))
+        token = 1.0 + np.cumsum(token_profile(np.full(max_window, gap)))
+        gains[row, 1:] = block / token
+    return gains

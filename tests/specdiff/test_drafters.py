@@ -27,7 +27,7 @@ from specdiff.drafters import (
 from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, EulerMaruyamaVPKernel, linear_schedule
 from specdiff.models import GaussianMixture, perturbed
 from specdiff.models.gmm import gaussian_chain_marginals
-from specdiff.policies import AdaptiveWindow, FixedWindow, nearly_flat_cost
+from specdiff.policies import AdaptiveWindow, FixedWindow
 from specdiff.sampler import sample, sample_plain, speculative_chain
 from specdiff.verify import RULES, Rule
 from tests.specdiff.chain import AffineChain
@@ -260,25 +260,35 @@ def test_fixed_window_validates() -> None:
 
 
 def test_adaptive_window_choices() -> None:
-    policy = AdaptiveWindow(max_window=8, initial_window=3, batch_cost=np.ones(9))
-    policy.reset(3, 0.0, 0.0)
+    policy = AdaptiveWindow(max_window=8, initial_window=3)
+    policy.reset(3, 0.0, 0.0, "token-reflection")
     assert policy.windows(torch.arange(3)).tolist() == [3, 3, 3]
-    # Flat cost and a free draft: more steps per round never cost more, so the largest window is chosen.
+    assert AdaptiveWindow(max_window=8).initial_window == 8  # default: observe every position in the first round
+    # Flat cost (the default) and a free draft: more steps per round never cost more, so the largest window is chosen.
     policy.observe(torch.tensor([0]), torch.tensor([[0.5, 1.0, float("nan")]]))
     assert policy.windows(torch.tensor([0])).tolist() == [8]
-    # Gaps extrapolate linearly beyond the furthest observed position: 1.0 at position 2 -> 4.0 at position 8.
+    # Gaps are held constant beyond the furthest observed position.
     profile = policy._profiles(np.array([0]))
-    assert np.allclose(profile[0], [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0])
-    # The default cost (an extra state costs 1% of a call) stops where the expected gain is below that.
-    default = AdaptiveWindow(max_window=8)
-    default.reset(1, 0.0, 0.0)
-    default.observe(torch.tensor([0]), torch.tensor([[0.5, 1.0]]))
-    expected = int(np.argmax(token_window_speedups(profile, nearly_flat_cost, 0.0)[0]))
-    assert 1 <= expected < 8 and default.windows(torch.tensor([0])).tolist() == [expected]
+    assert np.allclose(profile[0], [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    # The running average weighs a new observation by `smoothing`.
+    policy.observe(torch.tensor([0]), torch.tensor([[1.5]]))
+    assert policy.gaps[0, 0] == pytest.approx(0.75 * 0.5 + 0.25 * 1.5)
+    # A cost curve: the window maximizing the predicted speedup (token rule: no block gain applied).
+    curve = np.r_[np.ones(3), np.linspace(1.5, 4.0, 6)]
+    costly = AdaptiveWindow(max_window=8, batch_cost=curve)
+    costly.reset(1, 0.0, 0.0, "token-reflection")
+    costly.observe(torch.tensor([0]), torch.tensor([[0.5, 1.0]]))
+    expected = int(np.argmax(token_window_speedups(costly._profiles(np.array([0])), curve, 0.0)[0]))
+    assert expected == 2 and costly.windows(torch.tensor([0])).tolist() == [expected]
+    # For the block rule the prediction is raised by the exact constant-gap block gain, never lowered.
+    block = AdaptiveWindow(max_window=8, batch_cost=curve)
+    block.reset(1, 0.0, 0.0, "block")
+    gains = block._block_gains(costly._profiles(np.array([0])))
+    assert gains.shape == (1, 8) and bool((gains >= 1.0).all()) and gains[0, -1] > 1.05
     # A root call per round (frozen draft) does not pay with a poor draft: plain steps.
     frozen = AdaptiveWindow(max_window=8)
     frozen.reset(1, 0.0, 1.0)
-    frozen.observe(torch.tensor([0]), torch.tensor([[0.0, 6.0]]))
+    frozen.observe(torch.tensor([0]), torch.tensor([[0.0, 20.0]]))
     assert frozen.windows(torch.tensor([0])).tolist() == [0]
     assert not frozen.probes_plain_steps
     # ... and a costly drafter is retried with a window of 1 after probe_every plain steps.
@@ -289,7 +299,7 @@ def test_adaptive_window_choices() -> None:
     linear.reset(2, 0.0, 0.0)
     linear.observe(torch.tensor([0, 1]), torch.tensor([[0.01, 0.01], [1.0, 1.0]]))
     assert linear.windows(torch.tensor([0, 1])).tolist() == [0, 0]
-    for bad in ({"max_window": 0}, {"smoothing": 0.0}, {"initial_window": -1}):
+    for bad in ({"max_window": 0}, {"smoothing": 0.0}, {"initial_window": -1}, {"tolerance": 1.0}):
         with pytest.raises(ValueError):
             AdaptiveWindow(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="beyond"):
@@ -298,7 +308,7 @@ def test_adaptive_window_choices() -> None:
 
 def test_adaptive_policy_falls_back_to_plain_steps_with_a_useless_draft() -> None:
     kernel = _kernel(40)
-    useless = perturbed(DATA, mean_shift=50.0)
+    useless = perturbed(DATA, mean_shift=1000.0)
     drafter = ModelDrafter(useless.as_model(kernel), draft_cost_per_step=0.0)
     result = sample(
         DATA.as_model(kernel), kernel, _noise(2), drafter=drafter, window=AdaptiveWindow(), generator=torch.Generator()

@@ -8,6 +8,7 @@ import pytest
 from theory.cost import (
     SpeedupPrediction,
     WindowChoice,
+    constant_gap_block_gain,
     expected_steps_per_round,
     optimal_window,
     predicted_speedup,
@@ -138,3 +139,14 @@ def test_token_window_speedups_match_predicted_speedup() -> None:
         token_window_speedups(np.zeros(3), FLAT, 0.0)
     with pytest.raises(ValueError, match="NaN"):
         token_window_speedups(np.full((1, 2), np.nan), FLAT, 0.0)
+
+
+def test_constant_gap_block_gain_matches_expected_lengths() -> None:
+    gains = constant_gap_block_gain([0.0, 0.5, 2.0], 8)
+    assert gains.shape == (3, 9) and np.allclose(gains[:, :2], 1.0)  # L = 1: block is the token rule
+    assert np.allclose(gains[0], 1.0)  # delta = 0: everything accepted by both
+    for row, delta in ((1, 0.5), (2, 2.0)):
+        for window in (2, 5, 8):
+            block = expected_steps_per_round(np.full(window, delta), "block")
+            token = expected_steps_per_round(np.full(window, delta), "token")
+            assert gains[row, window] == pytest.approx(block / token, rel=1e-6)
