@@ -51,7 +51,7 @@ class Config:
 FULL = Config(
     classes=tuple(range(10)),
     samples_per_class=100,
-    steps=100,
+    steps=60,
     runs=(
         ("block", "free-reuse", None, None),
         ("token-reflection", "free-reuse", None, None),
