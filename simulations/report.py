@@ -212,23 +212,23 @@ def dit_table(results: Path) -> str:
             f"(z = {demo['calibration_z']:+.2f})."
         )
     if bench is not None:
+        index = {(r["steps"], r["batch"], r["drafter"], r["window"], r["rule"]): r for r in bench["records"]}
         rows = []
-        for record in bench["records"]:
-            if record["drafter"] == "perfect":
+        for (steps, batch, drafter, window, rule), token in index.items():
+            block = index.get((steps, batch, drafter, window, "block"))
+            if rule != "token" or block is None:
                 continue
             rows.append(
                 [
-                    str(record["steps"]),
-                    str(record["batch"]),
-                    record["rule"],
-                    record["drafter"],
-                    record["window"],
-                    str(record["target_calls"]),
-                    f"{record['call_ratio']:.2f}x",
-                    f"{record['speedup']:.2f}x",
+                    str(steps),
+                    str(batch),
+                    drafter,
+                    window,
+                    f"{token['call_ratio']:.2f}x / {block['call_ratio']:.2f}x",
+                    f"{token['speedup']:.2f}x / {block['speedup']:.2f}x",
                 ]
             )
-        header = ["N", "batch", "rule", "drafter", "window", "target calls", "calls ratio", "wall speedup"]
+        header = ["N", "batch", "drafter", "window", "fewer calls, token / block", "wall speedup, token / block"]
         perfect = [r for r in bench["records"] if r["drafter"] == "perfect"]
         device = bench["records"][0]["device"] if bench["records"] else "?"
         text = (
@@ -257,8 +257,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
 def render(text: str, results: Path) -> str:
     """``text`` with every report section replaced by its freshly generated table."""
     for name, function in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- report:{name} -->\n).*?(\n<!-- /report:{name} -->)", re.DOTALL)
-        text = pattern.sub(lambda match, f=function: match.group(1) + f(results) + match.group(2), text)  # type: ignore[misc]
+        pattern = re.compile(rf"(<!-- report:{name} -->\n)(?:.*?\n)?(<!-- /report:{name} -->)", re.DOTALL)
+        text = pattern.sub(lambda match, f=function: match.group(1) + f(results) + "\n" + match.group(2), text)  # type: ignore[misc]
     return text
 
 
