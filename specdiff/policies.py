@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from theory.cost import BatchCost, constant_gap_block_gain, target_batch_cost, token_window_speedups
+from theory.cost import BatchCost, constant_gap_block_gain, round_cost, target_batch_cost, token_window_speedups
 
 #: Gaps at which the block-over-token gain is tabulated for the adaptive policy.
 _GAIN_GRID = np.geomspace(1e-3, 30.0, 241)
@@ -113,7 +113,7 @@ class AdaptiveWindow(WindowPolicy):
         smoothing: float = 0.25,
         initial_window: int | None = None,
         probe_every: int = 8,
-        tolerance: float = 1e-6,
+        tolerance: float = 0.0,
     ):
         initial_window = max_window if initial_window is None else initial_window
         counts = {"max_window": max_window, "initial_window": initial_window, "probe_every": probe_every}
@@ -161,7 +161,9 @@ class AdaptiveWindow(WindowPolicy):
                 profiles, self.batch_cost, self.draft_cost_per_step, draft_cost_per_round=self.draft_cost_per_round
             )
             if self.rule == "block":
-                speedups[:, 1:] *= self._block_gains(profiles)
+                costs = self._round_costs()
+                steps = _block_steps(speedups * costs[None, :], self._block_gains(profiles))
+                speedups = steps / costs[None, :]
             # The smallest window within `tolerance` of the best: a draft that is never accepted gives a plain step.
             best = speedups.max(axis=1, keepdims=True)
             choice[seen] = np.argmax(speedups >= (1.0 - self.tolerance) * best, axis=1)
@@ -170,6 +172,14 @@ class AdaptiveWindow(WindowPolicy):
             choice[retry] = 1
         self.plain_steps[index] = np.where(choice == 0, self.plain_steps[index] + 1, 0)
         return torch.from_numpy(choice)
+
+    def _round_costs(self) -> npt.NDArray[np.float64]:
+        """Round cost of each window 0..W relative to a plain step (the factor between steps and speedups)."""
+        plain = target_batch_cost(self.batch_cost, 1)
+        per_step, per_round = self.draft_cost_per_step, self.draft_cost_per_round
+        windows = range(self.max_window + 1)
+        costs = [round_cost(w, self.batch_cost, per_step, draft_cost_per_round=per_round) for w in windows]
+        return np.array(costs) / plain
 
     def _block_gains(self, profiles: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Block-over-token gain (k, W) of each window, from the exact constant-gap gain at the mean gap of the
@@ -191,3 +201,18 @@ class AdaptiveWindow(WindowPolicy):
 
     def __repr__(self) -> str:
         return f"AdaptiveWindow(max_window={self.max_window})"
+
+
+def _block_steps(token_steps: npt.NDArray[np.float64], gains: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Predicted block steps per round (k, W + 1) from the token's (k, W + 1) and the constant-gap gains (k, W).
+
+    ``token x gain``, but never growing by less than the token's own increment from one window to the next: the exact
+    ``E[tau_block] = sum_i E[w_i]`` grows with every drafted position at least as the token rule's does
+    (``E[w_i] >= P(tau_token >= i)``), while the mean-gap gain alone can fall with L.
+    """
+    steps = token_steps.copy()
+    steps[:, 1:] *= gains
+    for window in range(1, steps.shape[1]):
+        increment = token_steps[:, window] - token_steps[:, window - 1]
+        steps[:, window] = np.maximum(steps[:, window], steps[:, window - 1] + increment)
+    return steps

@@ -287,7 +287,7 @@ def test_adaptive_window_choices() -> None:
     assert gains.shape == (1, 8) and bool((gains >= 1.0).all()) and gains[0, -1] > 1.05
     # A root call per round (frozen draft) does not pay with a poor draft: plain steps.
     frozen = AdaptiveWindow(max_window=8)
-    frozen.reset(1, 0.0, 1.0)
+    frozen.reset(1, 0.0, 1.0, "token-reflection")
     frozen.observe(torch.tensor([0]), torch.tensor([[0.0, 20.0]]))
     assert frozen.windows(torch.tensor([0])).tolist() == [0]
     assert not frozen.probes_plain_steps
@@ -415,3 +415,14 @@ def test_vectorized_linear_kernel_path_matches_per_step_transitions(kernel_name:
         torch.testing.assert_close(inputs[one], kernel.model_input(states[one], step))
     with pytest.raises(ValueError, match="clip"):
         linear_coefficients(DDPMKernel(schedule, num_steps=4, clip_sample=True))
+
+
+def test_block_step_prediction_grows_at_least_as_the_token_prediction() -> None:
+    from specdiff.policies import _block_steps
+
+    token = np.array([[1.0, 1.9, 2.6, 2.61, 2.611]])
+    gains = np.array([[1.0, 1.2, 1.05, 1.0]])  # the mean-gap gain can fall with L
+    steps = _block_steps(token, gains)
+    assert np.all(np.diff(steps, axis=1) >= np.diff(token, axis=1) - 1e-12)
+    assert np.all(steps >= token) and steps[0, 2] == pytest.approx(1.9 * 1.2)
+    assert steps[0, 3] == pytest.approx(max(2.6 * 1.05, steps[0, 2] + 0.7))
