@@ -11,8 +11,9 @@ sample (as if each sample ran alone, in a batch of one):
   ``1 + sum_i w_i``), the exact conditional expectations of the committed steps.
 
 The token rule's two residuals accept identically, so "token" is run with reflection. The block-over-token gain at
-equal window is the ratio of steps per call. Wall time on this CPU is recorded but is not the point: on a GPU a
-round costs about one call whatever the window (see ``simulations.bench_gpu``).
+equal window is the ratio of steps per call. All rules and windows of one (N, d, drafter) cell share their seeds
+(common random numbers), so the comparisons between them are paired. Wall time on this CPU is recorded but is not
+the point: on a GPU a round costs about one call whatever the window (see ``simulations.bench_gpu``).
 
 Run ``python -m simulations.speedup`` (full) or ``--smoke``. Writes ``results/speedup.json``.
 """
@@ -193,9 +194,11 @@ def run(config: Config, seed: int, progress: bool = True) -> list[Record]:
     for steps in config.steps:
         for dimension in config.dimensions:
             for drafter in config.drafters:
+                # Common random numbers: every rule and window of a (N, d, drafter) cell uses the same seeds (the
+                # randomness is per sample), so their comparisons are paired.
+                index += 1
                 for rule_label in RULE_LABELS:
                     for window in windows:
-                        index += 1
                         record = measure(config, steps, dimension, drafter, rule_label, window, seed + 1000 * index)
                         records.append(record)
                         if progress:
