@@ -209,7 +209,8 @@ def dit_table(results: Path) -> str:
             f"({demo['call_ratio']:.2f}x), wall {demo['plain_wall_seconds']:.2f} s → "
             f"{demo['speculative_wall_seconds']:.2f} s ({demo['wall_speedup']:.2f}x); steps per round measured "
             f"{demo['measured_steps_per_round']:.2f}, predicted {demo['predicted_steps_per_round']:.2f} "
-            f"(z = {demo['calibration_z']:+.2f})."
+            f"(z = {demo['calibration_z']:+.2f}). On this device a call on {demo['max_window'] + 1} states per sample "
+            f"costs {demo['batch_cost_ratio']:.1f}x a call on one."
         )
     if bench is not None:
         index = {(r["steps"], r["batch"], r["drafter"], r["window"], r["rule"]): r for r in bench["records"]}

@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=200, help="DDPM sampling steps")
     demo.add_argument("--samples-per-class", type=int, default=2, help="samples of each digit (batch = 10 x this)")
     demo.add_argument("--max-window", type=int, default=16, help="largest window of the adaptive policy")
+    demo.add_argument(
+        "--measured-cost", action="store_true", help="weigh windows against this device's measured call cost"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     demo.add_argument("--output-dir", type=Path, default=Path("results/demo"), help="where demo.json and the PNG go")
@@ -170,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             steps=arguments.steps,
             samples_per_class=arguments.samples_per_class,
             max_window=arguments.max_window,
+            measured_cost=arguments.measured_cost,
             seed=arguments.seed,
             device=arguments.device,
             output_dir=arguments.output_dir,

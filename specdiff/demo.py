@@ -2,7 +2,8 @@
 
 The same initial noises and per-sample seeds are sampled twice in one process, with the same model, batch,
 precision and device: plain DDPM ancestral sampling (one target call per step) and speculative sampling (block
-rule, the reuse Free Drafter, the adaptive window). Both outputs are exactly distributed as the DDPM sampler; the
+rule, the reuse Free Drafter, the adaptive window weighing the expected gain against the measured cost of a call on
+m states per sample). Both outputs are exactly distributed as the DDPM sampler; the
 demo reports sequential target calls, wall time, the measured steps per round against the theory's prediction for
 the logged gaps (``specdiff.diagnostics``), and writes the two sample grids side by side.
 """
@@ -49,6 +50,8 @@ class DemoResult:
     calibration_z: float
     mean_window: float
     plain_steps: int
+    batch_cost_ratio: float  # c(max_window + 1) / c(1): what a round of the longest window costs
+    measured_cost: bool
 
 
 class _CountingModel:
@@ -78,11 +81,34 @@ def _timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, floa
     return output, time.perf_counter() - start
 
 
+def measure_batch_cost(
+    model: DiT, kernel: DDPMKernel, states: torch.Tensor, labels: torch.Tensor, max_window: int, repeats: int = 3
+) -> list[float]:
+    """Seconds of one target call on ``m`` states per sample, ``m = 1 .. max_window + 1`` (median of ``repeats``).
+
+    This is the cost curve ``c(m)`` the adaptive window weighs its expected gain against: flat on a GPU at small
+    batch, about linear on a CPU.
+    """
+    curve = []
+    timestep = kernel.timesteps[:1].to(states.device)
+    for copies in range(1, max_window + 2):
+        x = states.repeat(copies, 1, 1, 1)
+        t, y = timestep.expand(x.shape[0]), labels.repeat(copies)
+
+        def call(x: torch.Tensor = x, t: torch.Tensor = t, y: torch.Tensor = y) -> torch.Tensor:
+            return model(x, t, y)
+
+        times = [_timed(call, states.device)[1] for _ in range(repeats)]
+        curve.append(sorted(times)[len(times) // 2])
+    return curve
+
+
 def run_demo(
     *,
     steps: int = 200,
     samples_per_class: int = 2,
     max_window: int = 16,
+    measured_cost: bool = False,
     seed: int = 0,
     device: str | None = None,
     output_dir: Path | None = None,
@@ -98,6 +124,10 @@ def run_demo(
         Samples of each of the 10 digits (batch = 10 x this).
     max_window : int
         Largest window of the adaptive policy.
+    measured_cost : bool
+        Weigh windows against the measured cost curve ``c(m)`` (minimizes wall time on this device; on a CPU, where
+        ``c(m)`` grows about linearly, this falls back to plain steps) instead of a flat one (minimizes target calls,
+        the GPU regime).
     seed : int
         Seeds the initial noises and the per-sample generators (the same for both samplers).
     device : str, optional
@@ -126,6 +156,7 @@ def run_demo(
 
     with torch.no_grad():
         model(noise[:1], kernel.timesteps[:1].to(target), labels[:1])  # warm-up, outside the timings
+        cost_curve = measure_batch_cost(model, kernel, noise, labels, max_window)
         bar = tqdm(total=steps, desc="plain DDPM", disable=not progress, unit="call")
         plain, plain_seconds = _timed(
             lambda: sample_plain(
@@ -141,7 +172,7 @@ def run_demo(
                 kernel,
                 noise,
                 drafter=FreeDrafter(),
-                window=AdaptiveWindow(max_window=max_window),
+                window=AdaptiveWindow(max_window=max_window, batch_cost=cost_curve if measured_cost else None),
                 rule="block",
                 generator=generators(),
                 conditioning={"y": labels},
@@ -169,6 +200,8 @@ def run_demo(
         calibration_z=calibration.z,
         mean_window=float(torch.cat(speculative.windows).double().mean()),
         plain_steps=speculative.plain_steps,
+        batch_cost_ratio=cost_curve[-1] / cost_curve[0],
+        measured_cost=measured_cost,
     )
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +240,10 @@ def format_demo(result: DemoResult) -> str:
             f"{'sequential target calls':<26}{result.plain_target_calls:>10}{result.speculative_target_calls:>14}",
             f"{'wall time (s)':<26}{result.plain_wall_seconds:>10.2f}{result.speculative_wall_seconds:>14.2f}",
             f"speculative: block rule, Free Drafter (reuse), adaptive window (max {result.max_window}, mean "
-            f"{result.mean_window:.1f}); {result.plain_steps} sample-steps taken plainly",
+            f"{result.mean_window:.1f}, {'measured' if result.measured_cost else 'flat'} cost model); "
+            f"{result.plain_steps} sample-steps taken plainly",
+            f"a call on {result.max_window + 1} states per sample costs {result.batch_cost_ratio:.1f}x a call on one "
+            f"on this device (about 1x on a GPU at small batch)",
             f"steps per round: measured {result.measured_steps_per_round:.3f}, predicted from the logged gaps "
             f"{result.predicted_steps_per_round:.3f} (z = {result.calibration_z:+.2f})",
             f"target calls: {result.call_ratio:.2f}x fewer; wall-clock speedup {result.wall_speedup:.2f}x",

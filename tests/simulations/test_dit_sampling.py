@@ -52,7 +52,9 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert result.plain_target_calls == 12 and 1 <= result.speculative_target_calls <= 12
     assert (tmp_path / "demo_digits.png").stat().st_size > 0
     assert json.loads((tmp_path / "demo.json").read_text())["batch"] == 10
-    assert "wall-clock speedup" in format_demo(result)
+    assert "wall-clock speedup" in format_demo(result) and result.batch_cost_ratio > 0
+    measured = run_demo(steps=12, samples_per_class=1, max_window=4, seed=3, measured_cost=True, progress=False)
+    assert measured.measured_cost and measured.speculative_target_calls <= 12
     with pytest.raises(ValueError):
         run_demo(steps=1)
 
