@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from simulations.common import write_results
@@ -38,6 +39,7 @@ from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DIT_PRESETS, DiT, load_pretrained
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import SpeculativeResult, sample, sample_plain
+from specdiff.timing import TimedModel, median_seconds, timed
 from specdiff.verify import Rule
 
 
@@ -97,24 +99,6 @@ DEFAULT_OUTPUT = {
 EXIT_BLOCKS = 2  # early exit after 2 of the digits DiT's 4 blocks
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(function: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """Median wall seconds of ``function()`` over ``repeats`` timed calls after one warm-up."""
-    function()
-    _synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def cost_curve(
     model: DiT, batches: Sequence[int], device: torch.device, repeats: int, k: int | None = None
 ) -> list[float]:
@@ -131,23 +115,8 @@ def cost_curve(
             return model.forward_first_k(x, t, y, blocks)
 
         with torch.no_grad():
-            seconds.append(time_call(call, device, repeats))
+            seconds.append(median_seconds(call, device, repeats))
     return seconds
-
-
-class TimedDraftModel:
-    """The target model used as a draft, with the time inside its calls measured (synchronized)."""
-
-    def __init__(self, model: DiT, device: torch.device):
-        self.model, self.device, self.seconds = model, device, 0.0
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        _synchronize(self.device)
-        start = time.perf_counter()
-        output = self.model(x, t, y)
-        _synchronize(self.device)
-        self.seconds += time.perf_counter() - start
-        return output
 
 
 def _drafter(name: str) -> Drafter:
@@ -163,8 +132,6 @@ def _drafter(name: str) -> Drafter:
 
 
 def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[[int], float]:
-    import numpy as np
-
     def cost(states: int) -> float:
         return float(np.interp(states, batches, seconds))
 
@@ -225,12 +192,8 @@ class _Case:
         return [torch.Generator().manual_seed(self.seed * 7919 + i) for i in range(self.batch)]
 
     def _timed(self, function: Callable[[], Any]) -> tuple[Any, float]:
-        _synchronize(self.device)
-        start = time.perf_counter()
         with torch.no_grad():
-            output = function()
-        _synchronize(self.device)
-        return output, time.perf_counter() - start
+            return timed(function, self.device)
 
     def plain_seconds(self) -> float:
         conditioning = {"y": self.labels}
@@ -285,7 +248,7 @@ class _Case:
     def perfect(self, window: int, cost: Callable[[int], float]) -> dict[str, Any]:
         steps = self.kernel.num_steps
         baseline = self.plain_seconds()
-        draft_model = TimedDraftModel(self.model, self.device)
+        draft_model = TimedModel(self.model, self.device)
         result, wall = self._sample(ModelDrafter(draft_model, 0.0, name="perfect"), FixedWindow(window), "block")
         without_draft = wall - draft_model.seconds
         ideal = (window + 1) / (cost(self.batch * (window + 1)) / cost(self.batch))

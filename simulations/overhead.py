@@ -15,7 +15,7 @@ import cProfile
 import pstats
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from simulations.provenance import REPOSITORY_ROOT
 from specdiff.drafters import FreeDrafter
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import sample, sample_plain
+from specdiff.timing import TimedModel
 
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "overhead.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "overhead.json"
@@ -44,22 +45,6 @@ class Config:
 
 FULL = Config(dimension=64, components=8, batch=256, steps=100, repeats=3)
 SMOKE = Config(dimension=8, components=2, batch=16, steps=10, repeats=1)
-
-
-class TimedModel:
-    """Wraps a model and accumulates the wall time spent inside its calls."""
-
-    def __init__(self, model: Callable[..., torch.Tensor]):
-        self.model = model
-        self.seconds = 0.0
-        self.calls = 0
-
-    def __call__(self, *arguments: Any, **keywords: Any) -> torch.Tensor:
-        start = time.perf_counter()
-        output = self.model(*arguments, **keywords)
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
-        return output
 
 
 @dataclass(frozen=True)

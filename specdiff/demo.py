@@ -11,11 +11,8 @@ the logged gaps (``specdiff.diagnostics``), and writes the two sample grids side
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -26,6 +23,7 @@ from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DiT, load_pretrained
 from specdiff.policies import AdaptiveWindow
 from specdiff.sampler import sample, sample_plain
+from specdiff.timing import median_seconds, timed
 
 
 @dataclass(frozen=True)
@@ -71,16 +69,6 @@ class _CountingModel:
         return self.model.forward_first_k(x, t, y, k)
 
 
-def _timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    output = function()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return output, time.perf_counter() - start
-
-
 def measure_batch_cost(
     model: DiT, kernel: DDPMKernel, states: torch.Tensor, labels: torch.Tensor, max_window: int, repeats: int = 3
 ) -> list[float]:
@@ -98,8 +86,7 @@ def measure_batch_cost(
         def call(x: torch.Tensor = x, t: torch.Tensor = t, y: torch.Tensor = y) -> torch.Tensor:
             return model(x, t, y)
 
-        times = [_timed(call, states.device)[1] for _ in range(repeats)]
-        curve.append(sorted(times)[len(times) // 2])
+        curve.append(median_seconds(call, states.device, repeats))
     return curve
 
 
@@ -158,7 +145,7 @@ def run_demo(
         model(noise[:1], kernel.timesteps[:1].to(target), labels[:1])  # warm-up, outside the timings
         cost_curve = measure_batch_cost(model, kernel, noise, labels, max_window)
         bar = tqdm(total=steps, desc="plain DDPM", disable=not progress, unit="call")
-        plain, plain_seconds = _timed(
+        plain, plain_seconds = timed(
             lambda: sample_plain(
                 _CountingModel(model, bar), kernel, noise, generator=generators(), conditioning={"y": labels}
             ),
@@ -166,7 +153,7 @@ def run_demo(
         )
         bar.close()
         bar = tqdm(total=steps, desc="speculative", disable=not progress, unit="call")
-        speculative, speculative_seconds = _timed(
+        speculative, speculative_seconds = timed(
             lambda: sample(
                 _CountingModel(model, bar),
                 kernel,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from simulations.common import DRAFTER_NAMES, Problem, make_drafter
 from specdiff.drafters import (
-    Drafter,
     ExtrapolatingDrafter,
     FreeDrafter,
     FrozenDrafter,
@@ -47,17 +47,8 @@ def _noise(batch: int, seed: int = 0, d: int = 2) -> torch.Tensor:
     return torch.randn(batch, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-def _drafter(name: str, kernel: DDPMKernel) -> Drafter:
-    if name == "frozen":
-        return FrozenDrafter()
-    if name == "free-reuse":
-        return FreeDrafter()
-    if name == "extrapolating":
-        return ExtrapolatingDrafter()
-    return ModelDrafter(DRAFT_DATA.as_model(kernel), draft_cost_per_step=0.1)
-
-
-DRAFTER_NAMES = ("frozen", "free-reuse", "extrapolating", "model")
+#: The independent draft model's data law (``make_drafter(..., "model")``), at 0.1 target call per drafted step.
+PROBLEM = Problem("gaussian", 2, DATA, DRAFT_DATA)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -360,7 +351,7 @@ def _final_pvalues(drafter_name: str, rule: Rule, kernel_name: str = "ddpm") -> 
         DATA.as_model(kernel),
         kernel,
         start,
-        drafter=_drafter(drafter_name, kernel),  # type: ignore[arg-type]
+        drafter=make_drafter(drafter_name, PROBLEM, kernel),
         window=AdaptiveWindow(max_window=6),
         rule=rule,
         generator=torch.Generator().manual_seed(EXACTNESS_SEED + 1),
