@@ -125,7 +125,7 @@ def calibrate(
         z=summary.z,
         rejected=abs(summary.z) > Z_LEVEL,
         expected_rejection=control is not None,
-        mean_delta=float(torch.cat([d.flatten() for d in result.deltas]).mean()),
+        mean_delta=float(torch.cat([d.flatten() for d in result.deltas]).nanmean()),
         positions=summary.positions,
     )
 

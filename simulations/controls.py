@@ -40,17 +40,18 @@ def control_patches(control: str) -> dict[str, Callable[..., Any]]:
         }
     if control == "lagged-weight":
 
-        def lagged(log_weights: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        def lagged(log_weights: torch.Tensor, deltas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
             shifted = torch.cat([torch.zeros_like(log_weights[:, :1]), log_weights[:, :-1]], dim=1)
-            result = original_stop(shifted, deltas)
-            result[:, -1] = log_weights[:, -1]
+            result = original_stop(shifted, deltas, lengths)
+            rows, last = torch.arange(lengths.shape[0]), lengths - 1
+            result[rows, last] = log_weights[rows, last]  # h_L = w_L is kept
             return result
 
         return {"_log_stop_probs": lagged}
     if control == "first-failure":
         return {"_last_success": lambda success: torch.cumprod(success.long(), dim=1).sum(dim=1)}
     if control == "accept-always":
-        return {"_log_stop_probs": lambda log_weights, deltas: torch.zeros_like(log_weights)}
+        return {"_log_stop_probs": lambda log_weights, deltas, lengths: torch.zeros_like(log_weights)}
     raise ValueError(f"unknown control {control!r}; choose from {CONTROLS}")
 
 

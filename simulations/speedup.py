@@ -113,7 +113,7 @@ def measure(
         summary = calibrate_run(result, RULE_LABELS[rule_label])
         measured, predicted = summary.measured_steps_per_round, summary.predicted_steps_per_round
         mean_window = float(torch.cat(result.windows).double().mean())
-        mean_delta = float(torch.cat([d.flatten() for d in result.deltas]).mean())
+        mean_delta = float(torch.cat([d.flatten() for d in result.deltas]).nanmean())
     else:
         measured = predicted = 1.0
         mean_window = 0.0

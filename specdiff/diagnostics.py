@@ -64,10 +64,11 @@ def token_calibration(result: SpeculativeResult, delta_scale: float = 1.0) -> tu
     total, variance, predicted_steps, rounds = 0.0, 0.0, 0.0, 0
     per_position: dict[int, list[float]] = {}
     for accepted, deltas in zip(result.accepted, result.deltas, strict=True):
-        alpha = acceptance_probability(delta_scale * deltas.numpy())  # (k, L)
+        within = ~np.isnan(deltas.numpy())  # (k, L): the positions inside each row's window
+        alpha = np.where(within, acceptance_probability(delta_scale * np.where(within, deltas.numpy(), 0.0)), 0.0)
         tau = accepted.numpy()[:, None]
         positions = np.arange(1, alpha.shape[1] + 1)[None, :]
-        reached = positions <= tau + 1
+        reached = (positions <= tau + 1) & within
         success = (positions <= tau).astype(np.float64)
         total += float(((success - alpha) * reached).sum())
         variance += float((alpha * (1 - alpha) * reached).sum())
@@ -94,22 +95,23 @@ def block_calibration(result: SpeculativeResult) -> tuple[float, list[PositionRo
     differences: list[np.ndarray] = []
     per_position: dict[int, list[np.ndarray]] = {}
     predicted_steps: list[np.ndarray] = []
+    predicted_weights: dict[int, list[np.ndarray]] = {}
     for accepted, weights in zip(result.accepted, result.weights, strict=True):
-        w = weights.numpy()
+        w = weights.numpy()  # (k, L), NaN beyond each row's window
         tau = accepted.numpy()
-        differences.append(tau - w.sum(axis=1))
-        predicted_steps.append(1 + w.sum(axis=1))
+        differences.append(tau - np.nansum(w, axis=1))
+        predicted_steps.append(1 + np.nansum(w, axis=1))
         for i in range(w.shape[1]):
-            per_position.setdefault(i + 1, []).append((tau >= i + 1) - w[:, i])
+            within = ~np.isnan(w[:, i])
+            per_position.setdefault(i + 1, []).append((tau[within] >= i + 1) - w[within, i])
+            predicted_weights.setdefault(i + 1, []).append(w[within, i])
     z = _self_normalized(np.concatenate(differences))
     table = []
     for position, chunks in sorted(per_position.items()):
         values = np.concatenate(chunks)
-        predicted = float(
-            np.concatenate(
-                [weights.numpy()[:, position - 1] for weights in result.weights if weights.shape[1] >= position]
-            ).mean()
-        )
+        if values.size == 0:
+            continue
+        predicted = float(np.concatenate(predicted_weights[position]).mean())
         measured = predicted + float(values.mean())
         table.append(PositionRow(position, values.size, measured, predicted, _self_normalized(values)))
     return z, table, float(np.concatenate(predicted_steps).mean())

@@ -7,11 +7,12 @@ chosen rule (``specdiff.verify``) and commits. Samples progress at their own spe
 with a drafter from ``specdiff.drafters`` and a window policy from ``specdiff.policies``. The window of each sample
 is chosen by the policy from that sample's own history; window 0 is a plain step.
 
-Randomness is per sample: sample i draws everything from its own ``torch.Generator`` in a fixed order, so its output
-is bitwise the same whatever the batch size and whatever the other samples do (given a mean function that acts row
-by row). Per round and sample the draws are, in order: ``randn((L + 1) * d)`` (the draft noise of the L drafted
-steps, then the residual / bonus noise) and, when ``L >= 1``, ``rand(L + 1)`` in float64 (the L uniforms of the
-rule, then the residual uniform). A plain step (L = 0) draws ``randn(d)`` only.
+Randomness is per sample: sample i draws everything from its own ``torch.Generator`` through
+:class:`specdiff.randomness.SampleStreams` (buffered, so a batch costs a few large draws), so its output is bitwise the
+same whatever the batch size and whatever the other samples do (given a mean function that acts row by row). Per
+round, sample i takes from its streams, in order: ``(L + 1) * d`` normals (the draft noise of the L drafted steps,
+then the residual / bonus noise) and, when ``L >= 1``, ``L + 1`` uniforms (the L uniforms of the rule, then the
+residual uniform). A plain stochastic step (L = 0) takes ``d`` normals, a deterministic one nothing.
 
 Horizon and deterministic steps: the window never runs past the horizon N or through a step with sigma 0. When the
 window ends at the horizon the bonus step is dropped (its draw is simply not used, which marginalizes it out).
@@ -31,6 +32,7 @@ import torch
 from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter, Model, ModelChain, kernel_sigmas
 from specdiff.kernels import Kernel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
+from specdiff.randomness import SampleStreams, sample_generators
 from specdiff.verify import RULES, Rule, apply_rule
 
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -80,11 +82,12 @@ class SpeculativeResult:
     accepted : list of Tensor
         Per verified (sample, round): a (k,) long tensor of accepted lengths per round, in round order.
     deltas : list of Tensor
-        Per round, the (k, L) gaps of the verified drafted steps (NaN-free; only steps 1..L of each window).
+        Per round, the (k, L) gaps of the verified drafted steps, L the round's longest window; row r holds the gaps
+        of its steps 1..L_r and NaN beyond its window L_r.
     weights : list of Tensor
-        Per round, the (k, L) block weights (or token acceptance probabilities).
+        Per round, the (k, L) block weights (or token acceptance probabilities), NaN beyond each row's window.
     windows : list of Tensor
-        Per round, the (k,) window length of each verified sample.
+        Per round, the (k,) window length L_r of each verified sample.
     steps : list of Tensor
         Per round, the (k,) step index of each verified window's root.
     sample_rounds : Tensor, shape (B,)
@@ -123,21 +126,6 @@ class SpeculativeResult:
     _horizon: int = 0
 
 
-def sample_generators(generator: torch.Generator | Sequence[torch.Generator], batch: int) -> list[torch.Generator]:
-    """One generator per sample: the given list, or ``batch`` generators seeded deterministically from one.
-
-    Sample i of a split generator is seeded with ``base + i`` where ``base`` is one 62-bit draw from ``generator``,
-    so sample i's stream does not depend on the batch size.
-    """
-    if isinstance(generator, torch.Generator):
-        base = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        return [torch.Generator().manual_seed(base + index) for index in range(batch)]
-    generators = list(generator)
-    if len(generators) != batch:
-        raise ValueError(f"expected one generator per sample ({batch}), got {len(generators)}")
-    return generators
-
-
 def _check_chain(sigmas: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
     if sigmas.dim() != 1 or sigmas.shape[0] < 1:
         raise ValueError("sigmas must have shape (N,) with N >= 1")
@@ -167,7 +155,7 @@ def plain_chain(
         Standard deviation of each step (0 for a deterministic step).
     x_init : Tensor, shape (B, *event)
     generator : torch.Generator or sequence of B generators
-        Per-sample noise (sample i draws ``randn(*event)`` per stochastic step from its own generator).
+        Per-sample noise (sample i takes ``d`` normals per stochastic step from its own stream).
 
     Returns
     -------
@@ -176,15 +164,17 @@ def plain_chain(
     start = time.perf_counter()
     sigmas = _check_chain(sigmas, x_init)
     generators = sample_generators(generator, x_init.shape[0])
+    streams = SampleStreams(generators, x_init.dtype)
     state = x_init.clone()
-    event = tuple(x_init.shape[1:])
+    batch, event = x_init.shape[0], tuple(x_init.shape[1:])
+    rows, counts = torch.arange(batch), torch.full((batch,), math.prod(event), dtype=torch.long)
     for step in range(sigmas.shape[0]):
-        steps = torch.full((state.shape[0],), step, dtype=torch.long, device=state.device)
+        steps = torch.full((batch,), step, dtype=torch.long, device=state.device)
         mean = target_mean(state, steps)
         sigma = float(sigmas[step])
         if sigma > 0:
-            noise = torch.stack([torch.randn(event, generator=g, dtype=state.dtype) for g in generators])
-            state = mean + sigma * noise.to(state.device)
+            noise = streams.normals(rows, counts).reshape(batch, *event)
+            state = torch.add(mean, noise.to(state.device), alpha=sigma)
         else:
             state = mean
     return ChainResult(
@@ -192,39 +182,6 @@ def plain_chain(
         target_calls=int(sigmas.shape[0]),
         target_evaluations=int(sigmas.shape[0]) * int(x_init.shape[0]),
         wall_seconds=time.perf_counter() - start,
-    )
-
-
-@dataclass(frozen=True)
-class _RowRandomness:
-    """Randomness of one round for rows drafting L steps (L = 0: a plain step, only ``residual_noise``)."""
-
-    draft_noise: torch.Tensor  # (k, L, *event)
-    uniforms: torch.Tensor  # (k, L)
-    residual_uniforms: torch.Tensor  # (k,)
-    residual_noise: torch.Tensor  # (k, *event)
-
-
-def _draw(
-    generators: list[torch.Generator], rows: list[int], length: int, event: tuple[int, ...], dtype: torch.dtype
-) -> _RowRandomness:
-    """Each row's draws for one round, from its own generator: ``randn((L + 1) * d)`` (the draft noise of the L
-    steps, then the residual / bonus noise) and, when L >= 1, ``rand(L + 1)`` in float64 (the L uniforms, then the
-    residual uniform)."""
-    size = math.prod(event)
-    count = len(rows)
-    normals = torch.empty((count, (length + 1) * size), dtype=dtype)
-    uniforms = torch.empty((count, length + 1), dtype=torch.float64)
-    for index, row in enumerate(rows):
-        generator = generators[row]
-        torch.randn((length + 1) * size, generator=generator, dtype=dtype, out=normals[index])
-        if length > 0:
-            torch.rand(length + 1, generator=generator, dtype=torch.float64, out=uniforms[index])
-    return _RowRandomness(
-        draft_noise=normals[:, : length * size].reshape(count, length, *event),
-        uniforms=uniforms[:, :length],
-        residual_uniforms=uniforms[:, length] if length > 0 else torch.zeros(count, dtype=torch.float64),
-        residual_noise=normals[:, length * size :].reshape(count, *event),
     )
 
 
@@ -380,10 +337,10 @@ def _speculate(
     sigmas = _check_chain(sigmas, x_init)
     horizon = int(sigmas.shape[0])
     batch = int(x_init.shape[0])
-    generators = sample_generators(generator, batch)
+    streams = SampleStreams(sample_generators(generator, batch), x_init.dtype)
     drafter.reset(batch, chain)
     policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, rule)
-    context = _Context(evaluate, drafter, policy, sigmas, _stochastic_run_lengths(sigmas), rule, generators)
+    context = _Context(evaluate, drafter, policy, sigmas, _stochastic_run_lengths(sigmas), rule, streams)
     state = x_init.clone()
     position = torch.zeros(batch, dtype=torch.long)
     result = SpeculativeResult(
@@ -407,7 +364,7 @@ class _Context:
     sigmas: torch.Tensor  # (N,) float64
     runs: torch.Tensor  # (N + 1,) stochastic run lengths
     rule: Rule
-    generators: list[torch.Generator]
+    streams: SampleStreams
 
 
 def _column(values: torch.Tensor, event_dims: int) -> torch.Tensor:
@@ -418,8 +375,10 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
     sigmas, drafter, policy = context.sigmas, context.drafter, context.policy
     horizon = sigmas.shape[0]
     event = tuple(state.shape[1:])
+    size = math.prod(event)
     device, dtype = state.device, state.dtype
     active = torch.nonzero(position < horizon).squeeze(1)
+    count = int(active.shape[0])
     result.sample_rounds[active] += 1
     base = position[active]
     wanted = policy.windows(active)
@@ -427,28 +386,26 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
     stochastic_root = sigmas[base] > 0
     longest = int(lengths.max())
 
-    # Draws, per row from its own generator; rows grouped by window length.
-    groups = {}
-    for length in sorted(set(lengths.tolist())):
-        members = torch.nonzero((lengths == length) & (stochastic_root if length == 0 else True)).squeeze(1)
-        if members.numel():
-            groups[length] = (members, _draw(context.generators, active[members].tolist(), length, event, dtype))
-    deterministic = torch.nonzero((lengths == 0) & ~stochastic_root).squeeze(1)
+    # Each sample's randomness from its own streams: (L + 1) d normals and, when L >= 1, L + 1 uniforms (a plain
+    # stochastic step takes d normals, a deterministic one nothing). Row r's noise for window state j is noise[r, j].
+    normal_counts = torch.where(stochastic_root, (lengths + 1) * size, 0)
+    normals = context.streams.normals(active, normal_counts)
+    if normals.shape[1] < (longest + 1) * size:  # every row is deterministic
+        normals = torch.zeros((count, (longest + 1) * size), dtype=dtype)
+    noise = normals.reshape(count, longest + 1, *event).to(device)
+    uniforms = context.streams.uniforms(active, torch.where(lengths > 0, lengths + 1, 0))
 
-    # Draft: states (k, longest + 1, *event); row r uses columns 0..lengths[r].
-    states = torch.zeros((active.shape[0], longest + 1, *event), dtype=dtype, device=device)
+    # Draft: states (k, longest + 1, *event); row r uses columns 0..lengths[r] (the others stay 0).
+    states = torch.zeros((count, longest + 1, *event), dtype=dtype, device=device)
     states[:, 0] = state[active]
-    draft_means = torch.zeros((active.shape[0], max(longest, 1), *event), dtype=dtype, device=device)
-    noise = torch.zeros_like(draft_means)
-    for length, (members, draws) in groups.items():
-        if length > 0:
-            noise[members, :length] = draws.draft_noise.to(device)
+    draft_means = torch.zeros((count, max(longest, 1), *event), dtype=dtype, device=device)
     for i in range(longest):
-        rows = torch.nonzero(lengths > i).squeeze(1)
+        drafting = lengths > i
+        rows = slice(None) if bool(drafting.all()) else torch.nonzero(drafting).squeeze(1)
         means = drafter.draft(states[rows, i], base[rows] + i, active[rows], i)
         draft_means[rows, i] = means
-        step_sigmas = sigmas[base[rows] + i].to(device=device, dtype=dtype)
-        states[rows, i + 1] = means + _column(step_sigmas, len(event)) * noise[rows, i]
+        step_sigmas = _column(sigmas[base[rows] + i].to(device=device, dtype=dtype), len(event))
+        states[rows, i + 1] = torch.addcmul(means, step_sigmas, noise[rows, i])
     if longest > 0:
         result.draft_calls += longest
         result.draft_cost += drafter.draft_cost_per_round + drafter.draft_cost_per_step * longest
@@ -456,32 +413,50 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
         result.sample_draft_cost[active] += own.to(torch.float64)
 
     # One batched target call on every window state whose step is inside the horizon.
-    columns = torch.arange(longest + 1)
-    needed = (columns[None, :] <= lengths[:, None]) & (base[:, None] + columns[None, :] < horizon)
-    rows_index, columns_index = torch.nonzero(needed, as_tuple=True)
-    means, predictions = context.evaluate(
-        states[rows_index, columns_index], base[rows_index] + columns_index, active[rows_index]
-    )
-    targets = torch.zeros_like(states)
-    targets[rows_index, columns_index] = means.to(dtype)
-    outputs = torch.zeros((*states.shape[:2], *predictions.shape[1:]), dtype=predictions.dtype, device=device)
-    outputs[rows_index, columns_index] = predictions
+    targets, outputs = _evaluate_windows(context, states, base, active, lengths)
     result.target_calls += 1
-    result.target_evaluations += int(rows_index.shape[0])
     result.rounds += 1
 
+    deterministic = torch.nonzero((lengths == 0) & ~stochastic_root).squeeze(1)
     if deterministic.numel():
         # A deterministic step (sigma 0): take it plainly from the batched call.
         state[active[deterministic]] = targets[deterministic, 0]
         position[active[deterministic]] += 1
         drafter.observe(active[deterministic], base[deterministic], outputs[deterministic, 0])
-    for length, (members, draws) in groups.items():
-        if length == 0:
-            _plain_step(context, state, position, result, active, base, states, targets, outputs, members, draws)
-        else:
-            _verify_and_commit(
-                context, state, position, result, active, base, states, draft_means, targets, outputs, members, draws
-            )
+    plain = torch.nonzero((lengths == 0) & stochastic_root).squeeze(1)
+    if plain.numel():
+        _plain_step(context, state, position, result, active, base, states, targets, outputs, plain, noise[plain, 0])
+    speculating = torch.nonzero(lengths > 0).squeeze(1)
+    if speculating.numel():
+        window = _Speculated(active, base, lengths, states, draft_means, targets, outputs, noise, uniforms)
+        _verify_and_commit(context, state, position, result, window.rows(speculating, count))
+
+
+def _evaluate_windows(
+    context: _Context, states: torch.Tensor, base: torch.Tensor, active: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target means and predictions (k, longest + 1, ...) at the window states of steps inside the horizon, from
+    one call (0 elsewhere)."""
+    horizon = context.sigmas.shape[0]
+    count, width, event = states.shape[0], states.shape[1], states.shape[2:]
+    columns = torch.arange(width)
+    steps = base[:, None] + columns[None, :]
+    needed = (columns[None, :] <= lengths[:, None]) & (steps < horizon)
+    if bool(needed.all()):
+        means, predictions = context.evaluate(
+            states.reshape(count * width, *event), steps.reshape(-1), active.repeat_interleave(width)
+        )
+        targets = means.to(states.dtype).reshape(states.shape)
+        return targets, predictions.reshape(count, width, *predictions.shape[1:])
+    rows_index, columns_index = torch.nonzero(needed, as_tuple=True)
+    means, predictions = context.evaluate(
+        states[rows_index, columns_index], steps[rows_index, columns_index], active[rows_index]
+    )
+    targets = torch.zeros_like(states)
+    targets[rows_index, columns_index] = means.to(states.dtype)
+    outputs = torch.zeros((count, width, *predictions.shape[1:]), dtype=predictions.dtype, device=states.device)
+    outputs[rows_index, columns_index] = predictions
+    return targets, outputs
 
 
 def _plain_step(
@@ -495,13 +470,12 @@ def _plain_step(
     targets: torch.Tensor,
     outputs: torch.Tensor,
     members: torch.Tensor,
-    draws: _RowRandomness,
+    noise: torch.Tensor,
 ) -> None:
     """Rows that take a plain stochastic step (window 0); a free drafter is probed at the root for its gap."""
     drafter, rows, row_base = context.drafter, active[members], base[members]
     step_sigmas = context.sigmas[row_base].to(device=state.device, dtype=state.dtype)
-    event_dims = state.dim() - 1
-    state[rows] = targets[members, 0] + _column(step_sigmas, event_dims) * draws.residual_noise.to(state.device)
+    state[rows] = torch.addcmul(targets[members, 0], _column(step_sigmas, state.dim() - 1), noise)
     position[rows] = row_base + 1
     result.plain_steps += int(members.numel())
     probe = members[drafter.ready(rows)] if context.policy.probes_plain_steps else members[:0]
@@ -513,53 +487,65 @@ def _plain_step(
     drafter.observe(rows, row_base, outputs[members, 0])
 
 
+@dataclass(frozen=True)
+class _Speculated:
+    """The drafted windows of a round, one row per verified sample (window lengths L_r >= 1)."""
+
+    active: torch.Tensor  # (m,) sample indices
+    base: torch.Tensor  # (m,) step index of each window's root
+    lengths: torch.Tensor  # (m,) L_r
+    states: torch.Tensor  # (m, L + 1, *event)
+    draft_means: torch.Tensor  # (m, L, *event)
+    targets: torch.Tensor  # (m, L + 1, *event)
+    outputs: torch.Tensor  # (m, L + 1, ...) target predictions
+    noise: torch.Tensor  # (m, L + 1, *event): noise[r, L_r] is the residual / bonus noise
+    uniforms: torch.Tensor  # (m, L + 1) float64: uniforms[r, :L_r] for the rule, uniforms[r, L_r] the residual's
+
+    def rows(self, members: torch.Tensor, count: int) -> _Speculated:
+        """The rows ``members`` of the round's k rows (no copy when they are all of them)."""
+        if members.numel() == count:
+            return self
+        return _Speculated(*(getattr(self, name)[members] for name in self.__dataclass_fields__))
+
+
 def _verify_and_commit(
     context: _Context,
     state: torch.Tensor,
     position: torch.Tensor,
     result: SpeculativeResult,
-    active: torch.Tensor,
-    base: torch.Tensor,
-    states: torch.Tensor,
-    draft_means: torch.Tensor,
-    targets: torch.Tensor,
-    outputs: torch.Tensor,
-    members: torch.Tensor,
-    draws: _RowRandomness,
+    window: _Speculated,
 ) -> None:
-    """Verify the rows that drafted ``L >= 1`` steps and commit their next state."""
+    """Verify every drafted window in one call (per-row lengths) and commit each sample's next state."""
     sigmas, horizon = context.sigmas, context.sigmas.shape[0]
-    length = draws.uniforms.shape[1]
-    rows, row_base = active[members], base[members]
+    rows, row_base, lengths = window.active, window.base, window.lengths
+    longest = int(window.draft_means.shape[1])
     event_dims = state.dim() - 1
-    bonus_step = row_base + length
+    indices = torch.arange(rows.shape[0])
+    bonus_step = row_base + lengths
     has_bonus = bonus_step < horizon
-    bonus_sigma = torch.where(
-        has_bonus, sigmas[bonus_step.clamp(max=horizon - 1)], torch.zeros_like(bonus_step, dtype=torch.float64)
-    )
-    step_sigmas = torch.cat(
-        [
-            sigmas[row_base[:, None] + torch.arange(length)[None, :]],
-            torch.where(bonus_sigma > 0, bonus_sigma, 1.0)[:, None],
-        ],
-        dim=1,
-    )
+    bonus_sigma = torch.where(has_bonus, sigmas[bonus_step.clamp(max=horizon - 1)], 0.0)
+    # Sigmas of steps 1..L_r (all > 0) and of the bonus step; 1 where the bonus is absent or deterministic (its draw
+    # is then not used); columns beyond a row's window are ignored by the rule.
+    step_sigmas = sigmas[(row_base[:, None] + torch.arange(longest + 1)[None, :]).clamp(max=horizon - 1)]
+    step_sigmas[indices, lengths] = torch.where(bonus_sigma > 0, bonus_sigma, 1.0)
     outcome = apply_rule(
         context.rule,
-        states[members, : length + 1],
-        draft_means[members, :length],
-        targets[members, : length + 1],  # target at window states 0..L = means of steps 1..L+1
+        window.states,
+        window.draft_means,
+        window.targets,  # target at window states 0..L = means of steps 1..L+1
         step_sigmas,
-        uniforms=draws.uniforms,
-        residual_uniforms=draws.residual_uniforms,
-        residual_noise=draws.residual_noise.to(state.device),
+        uniforms=window.uniforms[:, :longest],
+        residual_uniforms=window.uniforms[indices, lengths],
+        residual_noise=window.noise[indices, lengths],
+        lengths=lengths,
     )
     accepted = outcome.accepted
-    full = accepted == length
-    next_state = outcome.next_state.clone()
+    full = accepted == lengths
+    next_state = outcome.next_state
     deterministic_bonus = full & has_bonus & (bonus_sigma == 0)
-    next_state[deterministic_bonus] = targets[members[deterministic_bonus], length]
-    kept = states[members, accepted]
+    if bool(deterministic_bonus.any()):
+        next_state[deterministic_bonus] = window.targets[deterministic_bonus, lengths[deterministic_bonus]]
+    kept = window.states[indices, accepted]
     # Without a bonus step the window ends at the horizon: commit the last drafted state.
     state[rows] = torch.where(_column(full & ~has_bonus, event_dims), kept, next_state)
     position[rows] = torch.clamp(row_base + accepted + 1, max=horizon)
@@ -568,10 +554,11 @@ def _verify_and_commit(
         column = accepted - lag
         seen = (column >= 0) & (row_base + column < horizon)
         if bool(seen.any()):
-            context.drafter.observe(rows[seen], row_base[seen] + column[seen], outputs[members[seen], column[seen]])
-    context.policy.observe(rows, outcome.deltas[:, :length])
+            context.drafter.observe(rows[seen], row_base[seen] + column[seen], window.outputs[seen, column[seen]])
+    deltas = outcome.deltas[:, :longest]
+    context.policy.observe(rows, deltas)
     result.accepted.append(accepted)
-    result.deltas.append(outcome.deltas[:, :length])
+    result.deltas.append(deltas)
     result.weights.append(outcome.weights)
-    result.windows.append(torch.full_like(accepted, length))
+    result.windows.append(lengths)
     result.steps.append(row_base)

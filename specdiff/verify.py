@@ -24,6 +24,7 @@ Log density ratios are computed in float64 as ``log r = <z, gap> - |gap|^2 / 2``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,7 +68,7 @@ class VerificationResult:
 
 @dataclass(frozen=True)
 class _Window:
-    """Validated inputs in float64 with per-row sigmas."""
+    """Validated inputs with per-row sigmas and window lengths; ratios and gaps in float64."""
 
     states: torch.Tensor
     draft_means: torch.Tensor
@@ -76,8 +77,10 @@ class _Window:
     uniforms: torch.Tensor  # (B, L), float64
     residual_uniforms: torch.Tensor  # (B,), float64
     residual_noise: torch.Tensor
-    log_ratios: torch.Tensor  # (B, L), float64
-    deltas: torch.Tensor  # (B, L+1), float64
+    lengths: torch.Tensor  # (B,) long, in 1..L: row r verifies its first lengths[r] steps
+    valid: torch.Tensor  # (B, L) bool, position i < lengths[r]
+    log_ratios: torch.Tensor  # (B, L), float64 (0 beyond the row's window)
+    deltas: torch.Tensor  # (B, L+1), float64 (NaN beyond the row's window and at its bonus step)
 
     @property
     def window(self) -> int:
@@ -96,6 +99,25 @@ def _check_uniforms(values: torch.Tensor, shape: tuple[int, ...], name: str) -> 
     return values
 
 
+def _check_lengths(lengths: torch.Tensor | None, batch: int, window: int, device: torch.device) -> torch.Tensor:
+    if lengths is None:
+        return torch.full((batch,), window, dtype=torch.long, device=device)
+    _require(
+        isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (batch,) and not lengths.is_floating_point(),
+        f"lengths must be an integer tensor of shape ({batch},)",
+    )
+    lengths = lengths.to(device=device, dtype=torch.long)
+    _require(bool(((lengths >= 1) & (lengths <= window)).all()), f"lengths must lie in 1..{window}")
+    return lengths
+
+
+def _check_finite(*named: tuple[str, torch.Tensor]) -> None:
+    """Name the first input with a NaN or inf (only run once a non-finite ratio or gap has been found)."""
+    for name, tensor in named:
+        _require(bool(torch.isfinite(tensor).all()), f"{name} contain NaN or inf")
+    raise ValueError("the log density ratios overflow: states and means are too far apart for float64")
+
+
 def _prepare(
     states: torch.Tensor,
     draft_means: torch.Tensor,
@@ -104,6 +126,7 @@ def _prepare(
     uniforms: torch.Tensor,
     residual_uniforms: torch.Tensor,
     residual_noise: torch.Tensor,
+    lengths: torch.Tensor | None = None,
 ) -> _Window:
     _require(states.dim() >= 3, "states must have shape (B, L+1, *event) with at least one event dimension")
     batch, window = states.shape[0], states.shape[1] - 1
@@ -121,39 +144,48 @@ def _prepare(
         tuple(residual_noise.shape) == (batch, *event),
         f"residual_noise must have shape {(batch, *event)}, got {tuple(residual_noise.shape)}",
     )
+    lengths = _check_lengths(lengths, batch, window, states.device)
     if sigmas.dim() == 1:
         _require(sigmas.shape[0] == window + 1, f"sigmas must have shape (L+1,) = ({window + 1},) or (B, L+1)")
         sigmas = sigmas.expand(batch, window + 1)
     _require(tuple(sigmas.shape) == (batch, window + 1), f"sigmas must have shape {(batch, window + 1)}")
-    sigmas = sigmas.double()
-    _require(not bool(torch.isnan(sigmas).any()), "sigmas contain NaN")
-    _require(bool((sigmas >= 0).all()), "sigmas must be >= 0")
+    sigmas = sigmas.to(device=states.device, dtype=torch.float64)
+    columns = torch.arange(window + 1, device=states.device)
+    used = columns[None, :] <= lengths[:, None]  # steps 1..lengths[r] + 1 (the bonus step)
+    used_sigmas = sigmas[used]
+    _require(not bool(torch.isnan(used_sigmas).any()), "sigmas contain NaN")
+    _require(bool((used_sigmas >= 0).all()), "sigmas must be >= 0")
     _require(
-        bool((sigmas > 0).all()),
+        bool((used_sigmas > 0).all()),
         "a step with sigma == 0 is deterministic and cannot be speculated: take that step plainly",
     )
-    for name, tensor in (("states", states), ("draft_means", draft_means), ("target_means", target_means)):
-        _require(bool(torch.isfinite(tensor).all()), f"{name} contain NaN or inf")
-    _require(bool(torch.isfinite(residual_noise).all()), "residual_noise contains NaN or inf")
     uniforms = _check_uniforms(uniforms, (batch, window), "uniforms")
     residual_uniforms = _check_uniforms(residual_uniforms, (batch,), "residual_uniforms")
+    valid = columns[None, :window] < lengths[:, None]  # drafted steps 1..lengths[r]
+    # Steps beyond a row's window get sigma 1 so that whatever they hold stays out of the way.
+    sigmas = torch.where(used, sigmas, 1.0)
 
-    # Standardized draft noise z_i and gap_i = (mu_i - nu_i) / sigma_i for steps 1..L, in float64.
-    shape = (batch, window, *[1] * len(event))
-    step_sigmas = sigmas[:, :window].reshape(shape)
-    drafts = draft_means[:, :window].double()
-    noise = (states[:, 1:].double() - drafts) / step_sigmas
-    gaps = (target_means[:, :window].double() - drafts) / step_sigmas
-    flat_noise, flat_gaps = noise.flatten(2), gaps.flatten(2)
-    # log r_i = log P_i(X_i) / Q_i(X_i) = <z, gap> - |gap|^2 / 2   (DESIGN.md §2)
-    log_ratios = (flat_noise * flat_gaps).sum(-1) - 0.5 * (flat_gaps * flat_gaps).sum(-1)
+    # Offsets x_i - nu_i and gaps mu_i - nu_i of steps 1..L in float64 (mixed-dtype arithmetic promotes on the fly).
+    drafts = draft_means[:, :window].to(torch.float64).flatten(2)
+    offsets = states[:, 1:].flatten(2) - drafts
+    gaps = target_means[:, :window].flatten(2) - drafts
+    variances = sigmas[:, :window].square()
+    squared_gaps = torch.linalg.vecdot(gaps, gaps)
+    # log r_i = log P_i(X_i) / Q_i(X_i) = <z, gap> - |gap|^2 / 2 with z, gap in units of sigma_i   (DESIGN.md §2)
+    log_ratios = (torch.linalg.vecdot(offsets, gaps) - 0.5 * squared_gaps) / variances
+    step_deltas = (squared_gaps / variances).sqrt()
+    finite = torch.isfinite(log_ratios) & torch.isfinite(step_deltas)
+    if not bool((finite | ~valid).all()):
+        _check_finite(("states", states), ("draft_means", draft_means), ("target_means", target_means))
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=states.device)
     deltas = torch.full((batch, window + 1), float("nan"), dtype=torch.float64, device=states.device)
-    deltas[:, :window] = flat_gaps.norm(dim=-1)
+    deltas[:, :window] = torch.where(valid, step_deltas, nan)
     if draft_means.shape[1] == window + 1:
-        bonus_gap = (target_means[:, window].double() - draft_means[:, window].double()) / _expand(
-            sigmas[:, window], target_means[:, window]
+        rows = torch.arange(batch, device=states.device)
+        bonus_gap = (target_means[rows, lengths].double() - draft_means[rows, lengths].double()) / _expand(
+            sigmas[rows, lengths], residual_noise
         )
-        deltas[:, window] = bonus_gap.flatten(1).norm(dim=1)
+        deltas[rows, lengths] = bonus_gap.flatten(1).norm(dim=1)
     return _Window(
         states=states,
         draft_means=draft_means,
@@ -162,7 +194,9 @@ def _prepare(
         uniforms=uniforms,
         residual_uniforms=residual_uniforms,
         residual_noise=residual_noise,
-        log_ratios=log_ratios,
+        lengths=lengths,
+        valid=valid,
+        log_ratios=torch.where(valid, log_ratios, 0.0),
         deltas=deltas,
     )
 
@@ -175,22 +209,22 @@ def _rows(tensor: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> torc
 def _bonus_or_residual(
     window: _Window, accepted: torch.Tensor, log_weight: torch.Tensor, *, reflection: bool
 ) -> torch.Tensor:
-    """Next state: the bonus step where ``accepted == L``, else a draw at step ``accepted + 1``.
+    """Next state: the bonus step where ``accepted`` is the row's whole window, else a draw at step ``accepted + 1``.
 
     ``log_weight`` (B,) is the weight ``w_tau`` of the residual (0 for the token rule).
     """
-    length = window.window
     rows = torch.arange(accepted.shape[0], device=accepted.device)
     next_state = torch.empty_like(window.residual_noise, dtype=window.states.dtype)
-    full = accepted == length
+    full = accepted == window.lengths
     if bool(full.any()):
         bonus_rows = rows[full]
-        mean = window.target_means[bonus_rows, length]
-        sigma = window.sigmas[bonus_rows, length]
+        bonus_step = window.lengths[full]
+        mean = window.target_means[bonus_rows, bonus_step]
+        sigma = window.sigmas[bonus_rows, bonus_step]
         next_state[bonus_rows] = (mean.double() + _expand(sigma, mean) * window.residual_noise[bonus_rows].double()).to(
             next_state.dtype
         )
-    if bool((~full).any()):
+    if not bool(full.all()):
         stop_rows = rows[~full]
         step = accepted[~full]  # the rejected step is step + 1, at index `step`
         target_mean = _rows(window.target_means, stop_rows, step)
@@ -213,7 +247,13 @@ def _bonus_or_residual(
                 uniforms=window.residual_uniforms[~full],
                 noise=window.residual_noise[stop_rows],
             )
+    _require(bool(torch.isfinite(next_state).all()), "target_means or residual_noise contain NaN or inf")
     return next_state
+
+
+def _beyond_window(values: torch.Tensor, window: _Window, fill: float) -> torch.Tensor:
+    """``values`` (B, L) with ``fill`` at the positions beyond each row's window."""
+    return torch.where(window.valid, values, torch.tensor(fill, dtype=values.dtype, device=values.device))
 
 
 def token_verify(
@@ -226,6 +266,7 @@ def token_verify(
     residual_uniforms: torch.Tensor,
     residual_noise: torch.Tensor,
     residual: TokenResidual = "reflection",
+    lengths: torch.Tensor | None = None,
 ) -> VerificationResult:
     """Step-by-step verification: accept step i with probability ``min(1, r_i)``, stop at the first rejection.
 
@@ -239,22 +280,27 @@ def token_verify(
     states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise
         See the module docstring for shapes.
     residual : {"reflection", "fresh"}
+    lengths : Tensor, shape (B,), long, optional
+        Per-row windows in 1..L (default: L for every row). Row r verifies only its first ``lengths[r]`` steps and
+        its bonus step is step ``lengths[r] + 1`` (``target_means[r, lengths[r]]``, ``sigmas[r, lengths[r]]``);
+        entries beyond are ignored.
 
     Returns
     -------
     VerificationResult
-        ``weights`` and ``stop_probs`` both hold the per-step acceptance probabilities ``min(1, r_i)``.
+        ``weights`` and ``stop_probs`` both hold the per-step acceptance probabilities ``min(1, r_i)`` (NaN beyond
+        each row's window).
     """
     if residual not in ("reflection", "fresh"):
         raise ValueError(f"residual must be 'reflection' or 'fresh', got {residual!r}")
-    window = _prepare(states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise)
+    window = _prepare(states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise, lengths)
     log_accept = window.log_ratios.clamp(max=0.0)
     # accept iff u < min(1, r), compared in log space (log 0 = -inf is always accepted unless r = 0).
-    accepts = torch.log(window.uniforms) < log_accept
+    accepts = (torch.log(window.uniforms) < log_accept) & window.valid
     accepted = torch.cumprod(accepts.long(), dim=1).sum(dim=1)
     zero_log_weight = torch.zeros(accepted.shape, dtype=torch.float64, device=accepted.device)
     next_state = _bonus_or_residual(window, accepted, zero_log_weight, reflection=residual == "reflection")
-    accept_prob = log_accept.exp()
+    accept_prob = _beyond_window(log_accept.exp(), window, float("nan"))
     return VerificationResult(
         accepted=accepted,
         next_state=next_state,
@@ -264,23 +310,25 @@ def token_verify(
     )
 
 
-def _log_stop_probs(log_weights: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """``log h_i`` for i = 1..L (DESIGN.md §4).
+def _log_stop_probs(log_weights: torch.Tensor, deltas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``log h_i`` for i = 1..L (DESIGN.md §4); row r uses only its first ``lengths[r]`` positions.
 
     ``h_i = R(w_i, delta_{i+1}) / (R(w_i, delta_{i+1}) + 1 - w_i)`` for i < L (1 where the denominator is 0) and
-    ``h_L = w_L``. ``log_weights`` (B, L) are ``log w_1..w_L``; ``deltas`` (B, L+1) hold ``delta_1..``.
+    ``h_L = w_L``. ``log_weights`` (B, L) are ``log w_1..w_L``; ``deltas`` (B, L+1) hold ``delta_1..``; positions
+    beyond a row's window are returned as they come (the caller masks them).
     """
-    length = log_weights.shape[1]
     log_stop = log_weights.clone()
-    if length > 1:
-        log_w = log_weights[:, :-1].detach().cpu().numpy()
-        next_delta = deltas[:, 1:length].detach().cpu().numpy()
+    positions = torch.arange(log_weights.shape[1], device=log_weights.device)
+    inner = positions[None, :] < lengths[:, None] - 1  # i < L: the next step's gap is known
+    if bool(inner.any()):
+        log_w = log_weights[inner].detach().cpu().numpy()
+        next_delta = deltas[:, 1:][inner].detach().cpu().numpy()
         log_mass = log_residual_mass_from_log_weight(log_w, next_delta)
         with np.errstate(divide="ignore", invalid="ignore"):  # -inf - -inf where h_i is set to 1 below
             log_complement = np.log(-np.expm1(log_w))  # log(1 - w), -inf at w = 1
             denominator = np.logaddexp(log_mass, log_complement)
             log_h = np.where(np.isneginf(denominator), 0.0, log_mass - denominator)
-        log_stop[:, :-1] = torch.from_numpy(log_h).to(log_weights.device)
+        log_stop[inner] = torch.from_numpy(log_h).to(log_weights.device)
     return log_stop
 
 
@@ -299,6 +347,7 @@ def block_verify(
     uniforms: torch.Tensor,
     residual_uniforms: torch.Tensor,
     residual_noise: torch.Tensor,
+    lengths: torch.Tensor | None = None,
 ) -> VerificationResult:
     """Block (chunk) verification of Sun et al. adapted to Gaussian transitions (DESIGN.md §4).
 
@@ -311,19 +360,22 @@ def block_verify(
     ----------
     states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise
         See the module docstring for shapes; ``uniforms`` are the ``eta_i``.
+    lengths : Tensor, shape (B,), long, optional
+        Per-row windows, as in :func:`token_verify` (row r is verified as a window of ``lengths[r]`` steps).
 
     Returns
     -------
     VerificationResult
+        ``weights`` and ``stop_probs`` are NaN beyond each row's window.
     """
-    window = _prepare(states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise)
+    window = _prepare(states, draft_means, target_means, sigmas, uniforms, residual_uniforms, residual_noise, lengths)
     # log w_i = min(0, log w_{i-1} + log r_i): a walk reflected at 0, computed by a running loop over the window.
     log_weights = torch.empty_like(window.log_ratios)
     running = torch.zeros_like(window.log_ratios[:, 0])
     for i in range(window.window):
         running = (running + window.log_ratios[:, i]).clamp(max=0.0)
         log_weights[:, i] = running
-    log_stop = _log_stop_probs(log_weights, window.deltas)
+    log_stop = _beyond_window(_log_stop_probs(log_weights, window.deltas, window.lengths), window, -math.inf)
     # eta_i < h_i (strict: a stop with h_i = 0 has an empty residual); tau = the last such i, 0 if none.
     accepted = _last_success(torch.log(window.uniforms) < log_stop)
     rows = torch.arange(accepted.shape[0], device=accepted.device)
@@ -333,8 +385,8 @@ def block_verify(
     return VerificationResult(
         accepted=accepted,
         next_state=next_state,
-        weights=log_weights.exp(),
-        stop_probs=log_stop.exp(),
+        weights=_beyond_window(log_weights.exp(), window, math.nan),
+        stop_probs=_beyond_window(log_stop.exp(), window, math.nan),
         deltas=window.deltas,
     )
 
@@ -349,6 +401,7 @@ def apply_rule(
     uniforms: torch.Tensor,
     residual_uniforms: torch.Tensor,
     residual_noise: torch.Tensor,
+    lengths: torch.Tensor | None = None,
 ) -> VerificationResult:
     """Verify a window with the rule named ``rule``: "token-reflection", "token-residual" or "block".
 
@@ -356,8 +409,8 @@ def apply_rule(
     """
     randomness = {"uniforms": uniforms, "residual_uniforms": residual_uniforms, "residual_noise": residual_noise}
     if rule == "block":
-        return block_verify(states, draft_means, target_means, sigmas, **randomness)
+        return block_verify(states, draft_means, target_means, sigmas, lengths=lengths, **randomness)
     if rule in ("token-reflection", "token-residual"):
         residual: TokenResidual = "reflection" if rule == "token-reflection" else "fresh"
-        return token_verify(states, draft_means, target_means, sigmas, residual=residual, **randomness)
+        return token_verify(states, draft_means, target_means, sigmas, residual=residual, lengths=lengths, **randomness)
     raise ValueError(f"rule must be one of {RULES}, got {rule!r}")

@@ -28,6 +28,7 @@ from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, Euler
 from specdiff.models import GaussianMixture, perturbed
 from specdiff.models.gmm import gaussian_chain_marginals
 from specdiff.policies import AdaptiveWindow, FixedWindow
+from specdiff.randomness import SampleStreams
 from specdiff.sampler import sample, sample_plain, speculative_chain
 from specdiff.verify import RULES, Rule
 from tests.specdiff.chain import AffineChain
@@ -61,10 +62,10 @@ def test_sample_plain_matches_plain_kernel_steps() -> None:
     start = _noise(3)
     result = sample_plain(model, kernel, start, generator=[torch.Generator().manual_seed(i) for i in range(3)])
     x = start.clone()
-    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    streams = SampleStreams([torch.Generator().manual_seed(i) for i in range(3)], torch.float64)
     for step in range(kernel.num_steps):
         transition = kernel.transition(x, model(x, kernel.timesteps[step].repeat(3)), step)
-        noise = torch.stack([torch.randn(2, generator=g, dtype=torch.float64) for g in generators])
+        noise = streams.normals(torch.arange(3), torch.full((3,), 2))
         x = transition.mean + transition.sigma * noise if float(transition.sigma) > 0 else transition.mean
     torch.testing.assert_close(result.samples, x)
     assert result.target_calls == 10
