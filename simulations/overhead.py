@@ -3,8 +3,17 @@
 Target: the exact denoiser of an 8-component Gaussian mixture in d = 64, batch 256, DDPM with N steps, on the CPU
 with one thread. The model is wrapped so that the time inside its calls is measured (``time.perf_counter`` around
 each call); everything else (drafting arithmetic, randomness, verification, residual sampling, bookkeeping) is the
-sampler's overhead. The same is measured for plain sampling, whose overhead is the floor. A cProfile of the
-speculative run lists the functions where the overhead goes.
+sampler's overhead. The same is measured for plain sampling, whose overhead is the floor. Each measurement also
+gives the overhead and the model time per evaluated state, so the fraction for a costlier model can be read off:
+``overhead / (overhead + model)`` per state. The time to draw the d normals of one state (any exact sampler draws
+at least that per evaluated state) is measured as the floor. A cProfile of the speculative runs splits the wall
+time into the model, the random streams, drafting, verification, the window policy and the rest, and lists the
+largest own times.
+
+The exact mixture denoiser allocates a few MB per call; with glibc's default dynamic mmap threshold those pages are
+returned to the system and faulted in again on the next call, which made the model's own time vary threefold from
+run to run. The script therefore asks glibc (``mallopt``, where available) to keep freed memory, for plain and
+speculative runs alike, and records whether it did.
 
 Run ``python -m simulations.overhead`` (about a minute) or ``--smoke``. Writes ``results/overhead.json``.
 """
@@ -12,6 +21,8 @@ Run ``python -m simulations.overhead`` (about a minute) or ``--smoke``. Writes `
 from __future__ import annotations
 
 import cProfile
+import ctypes
+import ctypes.util
 import pstats
 import sys
 import time
@@ -27,7 +38,7 @@ from simulations.provenance import REPOSITORY_ROOT
 from specdiff.drafters import FreeDrafter
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import sample, sample_plain
-from specdiff.timing import TimedModel
+from specdiff.timing import TimedModel, median_seconds
 
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "overhead.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "overhead.json"
@@ -55,6 +66,33 @@ class Measurement:
     overhead_fraction: float
     target_calls: int
     target_evaluations: int
+    overhead_microseconds_per_state: float
+    model_microseconds_per_state: float
+
+
+#: Parts of a profiled run: (label, [(file name, function name), ...]) whose cumulative times are added up.
+PARTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("model", (("timing.py", "__call__"),)),
+    ("random streams", (("randomness.py", "normals"), ("randomness.py", "uniforms"))),
+    ("drafting", (("drafters.py", "draft"),)),
+    ("verification", (("verify.py", "apply_rule"),)),
+    ("window policy", (("policies.py", "windows"), ("policies.py", "observe"))),
+)
+
+#: glibc ``mallopt`` parameters: keep up to 1 GiB of freed memory instead of unmapping it.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _KEEP_BYTES = -1, -3, 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory (no mmap / trim churn); False where there is no glibc ``mallopt``."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
 
 
 def _measure(config: Config, sampler: str, policy: WindowPolicy | None, seed: int) -> Measurement:
@@ -71,26 +109,60 @@ def _measure(config: Config, sampler: str, policy: WindowPolicy | None, seed: in
         speculative = sample(model, kernel, start_noise, drafter=FreeDrafter(), window=policy, generator=generator)
         calls, evaluations = speculative.target_calls, speculative.target_evaluations
     wall = time.perf_counter() - start
-    return Measurement(sampler, wall, model.seconds, 1 - model.seconds / wall, calls, evaluations)
+    overhead = wall - model.seconds
+    return Measurement(
+        sampler,
+        wall,
+        model.seconds,
+        overhead / wall,
+        calls,
+        evaluations,
+        1e6 * overhead / evaluations,
+        1e6 * model.seconds / evaluations,
+    )
 
 
-def _profile(config: Config, seed: int, top: int = 15) -> list[dict[str, Any]]:
+def noise_microseconds_per_state(config: Config, seed: int) -> float:
+    """The floor of any exact sampler of the chain: drawing the d float64 normals of one state, in one big draw
+    (median of 5 after a warm-up), in microseconds per state."""
+    generator = torch.Generator().manual_seed(seed)
+    states = config.batch * config.steps
+    seconds = median_seconds(
+        lambda: torch.randn(states * config.dimension, generator=generator, dtype=torch.float64),
+        torch.device("cpu"),
+        repeats=5,
+    )
+    return 1e6 * seconds / states
+
+
+def _profile(config: Config, sampler: str, policy: WindowPolicy, seed: int, top: int = 15) -> dict[str, Any]:
+    """Profile one speculative run: its parts (cumulative seconds, summed over ``PARTS``) and the largest own times."""
     profiler = cProfile.Profile()
     profiler.enable()
-    _measure(config, "speculative", FixedWindow(8), seed)
+    _measure(config, sampler, policy, seed)
     profiler.disable()
-    statistics = pstats.Stats(profiler)
+    statistics = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     rows = []
-    for (filename, line, function), (_, calls, own, cumulative, _) in statistics.stats.items():  # type: ignore[attr-defined]
-        rows.append({"function": f"{Path(filename).name}:{line}({function})", "calls": calls, "own_seconds": own,
+    parts = dict.fromkeys([label for label, _ in PARTS], 0.0)
+    total = 0.0
+    for (filename, line, function), (_, calls, own, cumulative, _) in statistics.items():
+        name = Path(filename).name
+        rows.append({"function": f"{name}:{line}({function})", "calls": calls, "own_seconds": own,
                      "cumulative_seconds": cumulative})  # fmt: skip
+        if name == "overhead.py" and function == "_measure":
+            total = cumulative
+        for label, functions in PARTS:
+            if (name, function) in functions:
+                parts[label] += cumulative
     rows.sort(key=lambda row: row["own_seconds"], reverse=True)
-    return rows[:top]
+    parts["rest of the sampler"] = total - sum(parts.values())
+    return {"sampler": sampler, "total_seconds": total, "part_seconds": parts, "top_own_time": rows[:top]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
     config, output = (SMOKE if arguments.smoke else FULL), arguments.output
+    kept_freed_memory = keep_freed_memory()
     measurements: list[Measurement] = []
     for _ in range(config.repeats):
         measurements.append(_measure(config, "plain", None, arguments.seed))
@@ -100,10 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{measurement.sampler:<22} wall {measurement.wall_seconds:6.2f}s  model {measurement.model_seconds:6.2f}s"
             f"  overhead {100 * measurement.overhead_fraction:5.1f}%  calls {measurement.target_calls}"
+            f"  per state: overhead {measurement.overhead_microseconds_per_state:5.2f} us,"
+            f" model {measurement.model_microseconds_per_state:5.2f} us"
         )
-    profile = _profile(config, arguments.seed)
-    for row in profile[:8]:
-        print(f"  {row['own_seconds']:7.3f}s own  {row['calls']:>8} calls  {row['function']}")
+    noise = noise_microseconds_per_state(config, arguments.seed)
+    print(f"drawing the normals of one state: {noise:.2f} us")
+    profiles = [
+        _profile(config, "speculative-window-8", FixedWindow(8), arguments.seed),
+        _profile(config, "speculative-adaptive", AdaptiveWindow(), arguments.seed),
+    ]
+    for profile in profiles:
+        parts = ", ".join(f"{label} {seconds:.3f}s" for label, seconds in profile["part_seconds"].items())
+        print(f"profile {profile['sampler']} ({profile['total_seconds']:.3f}s): {parts}")
     write_results(
         output,
         {
@@ -111,8 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "preset": arguments.preset,
             "seed": arguments.seed,
             "sizes": asdict(config),
+            "kept_freed_memory": kept_freed_memory,
+            "noise_microseconds_per_state": noise,
             "measurements": [asdict(m) for m in measurements],
-            "profile_top_own_time": profile,
+            "profiles": profiles,
         },
     )
     print(f"wrote {output}")

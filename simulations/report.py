@@ -173,17 +173,34 @@ def overhead_table(results: Path) -> str:
             f"{m['model_seconds']:.2f}",
             f"{100 * m['overhead_fraction']:.0f}%",
             str(m["target_calls"]),
+            f"{m['overhead_microseconds_per_state']:.1f}",
+            f"{m['model_microseconds_per_state']:.1f}",
         ]
         for name, m in best.items()
     ]
-    top = ", ".join(f"`{row['function']}` {row['own_seconds']:.2f} s" for row in payload["profile_top_own_time"][:5])
+    headers = ["sampler", "wall s", "in the model s", "overhead", "target calls", "overhead us/state", "model us/state"]
+    parts = []
+    for profile in payload["profiles"]:
+        total = profile["total_seconds"]
+        seconds = profile["part_seconds"]
+        shares = ", ".join(f"{label} {100 * part / total:.0f}%" for label, part in seconds.items())
+        parts.append(f"{profile['sampler']}: {shares}")
+    plain = best["plain"]
+    noise, model = payload["noise_microseconds_per_state"], plain["model_microseconds_per_state"]
+    floor = (
+        f"Drawing the {payload['sizes']['dimension']} float64 normals of one state alone takes {noise:.2f} us against "
+        f"{model:.2f} us for the model (plain run), so any exact sampler of this chain spends at least "
+        f"{100 * noise / (noise + model):.0f}% of its time outside the model; plain sampling spends "
+        f"{100 * plain['overhead_fraction']:.0f}%."
+    )
     sizes = payload["sizes"]
+    memory = "kept freed memory (glibc `mallopt`)" if payload["kept_freed_memory"] else "default allocator"
     return (
         f"`python -m simulations.overhead` (commit `{payload['commit'][:10]}`; d = {sizes['dimension']}, "
-        f"{sizes['components']} components, batch {sizes['batch']}, N = {sizes['steps']}, CPU, one thread, fastest "
-        f"of {sizes['repeats']}):\n\n"
-        f"{_table(['sampler', 'wall s', 'in the model s', 'overhead', 'target calls'], rows)}\n\n"
-        f"Largest own times in a profiled window-8 run: {top}."
+        f"{sizes['components']} components, float64, batch {sizes['batch']}, N = {sizes['steps']}, CPU, one thread, "
+        f"{memory}, fastest of {sizes['repeats']}):\n\n"
+        f"{_table(headers, rows)}\n\n"
+        f"{floor} Where the wall time goes (cProfile, which inflates the Python-level parts): {'; '.join(parts)}."
     )
 
 

@@ -4,9 +4,11 @@ A speculative round needs, per sample, a different number of normals and uniform
 with one ``torch.randn`` call per sample and round costs a Python-level call per sample, which dominates a cheap
 model. :class:`SampleStreams` instead fills a buffer per sample in fixed blocks and hands out consecutive values:
 
-- sample i's normals are the concatenation of ``torch.randn(normal_block, generator=g_i, dtype=dtype)`` calls;
-- its uniforms are the concatenation of ``torch.rand(uniform_block, generator=u_i, dtype=torch.float64)`` calls,
-  where ``u_i`` is a generator seeded by one draw from ``g_i`` when the streams are created.
+- sample i's normals are the concatenation of ``torch.randn(n_j, generator=g_i, dtype=dtype)`` calls with block
+  sizes ``n_j = normal_block * 2**min(j, DOUBLINGS)`` (1024, 2048, ..., 16384 by default);
+- its uniforms are the concatenation of ``torch.rand(m_j, generator=u_i, dtype=torch.float64)`` calls, sizes
+  ``m_j = uniform_block * 2**min(j, DOUBLINGS)``, where ``u_i`` is a generator seeded by one draw from ``g_i`` when
+  the streams are created.
 
 What sample i receives therefore depends only on its generator and on how many values it has taken so far: not on
 the batch size, not on the other samples, and not on when the buffer happens to be refilled (the normals and the
@@ -19,10 +21,12 @@ from collections.abc import Sequence
 
 import torch
 
-#: Normals per refill of one sample's buffer.
-NORMAL_BLOCK = 4096
-#: Uniforms per refill of one sample's buffer.
-UNIFORM_BLOCK = 1024
+#: Normals in a sample's first block (later blocks double, up to ``2**DOUBLINGS`` times this).
+NORMAL_BLOCK = 1024
+#: Uniforms in a sample's first block.
+UNIFORM_BLOCK = 256
+#: Doublings of the block size: a sample's j-th block holds ``block * 2**min(j, DOUBLINGS)`` values.
+DOUBLINGS = 4
 
 
 def sample_generators(generator: torch.Generator | Sequence[torch.Generator], batch: int) -> list[torch.Generator]:
@@ -41,7 +45,11 @@ def sample_generators(generator: torch.Generator | Sequence[torch.Generator], ba
 
 
 class _Stream:
-    """Buffered values of one kind for every sample: ``buffer[i, head[i]:tail[i]]`` are sample i's next values."""
+    """Buffered values of one kind for every sample: ``buffer[i, head[i]:tail[i]]`` are sample i's next values.
+
+    Sample i's j-th block has ``block * 2**min(j, DOUBLINGS)`` values: short runs draw little, long runs refill
+    rarely, and the sizes depend on the sample's own consumption only.
+    """
 
     def __init__(self, generators: list[torch.Generator], block: int, dtype: torch.dtype, normal: bool):
         if isinstance(block, bool) or not isinstance(block, int) or block < 1:
@@ -51,28 +59,38 @@ class _Stream:
         self.buffer = torch.empty((batch, 0), dtype=dtype)
         self.head = torch.zeros(batch, dtype=torch.long)
         self.tail = torch.zeros(batch, dtype=torch.long)
+        self.blocks = [0] * batch  # blocks drawn so far, per sample
+
+    def _sizes(self, row: int, needed: int) -> list[int]:
+        """Sizes of the next blocks of sample ``row`` that hold at least ``needed`` values."""
+        sizes: list[int] = []
+        while sum(sizes) < needed:
+            sizes.append(self.block << min(self.blocks[row] + len(sizes), DOUBLINGS))
+        return sizes
 
     def _refill(self, rows: torch.Tensor, width: int) -> None:
         """Make at least ``width`` values available to each of ``rows``: keep the unused ones, append whole blocks."""
         available = self.tail[rows] - self.head[rows]
-        short = rows[available < width]
-        if short.numel() == 0:
+        short = rows[available < width].tolist()
+        if not short:
             return
         kept = (self.tail[short] - self.head[short]).tolist()
-        blocks = [-(-(width - k) // self.block) for k in kept]  # ceil((width - kept) / block)
-        capacity = max(k + b * self.block for k, b in zip(kept, blocks, strict=True))
+        sizes = [self._sizes(row, width - keep) for row, keep in zip(short, kept, strict=True)]
+        capacity = max(keep + sum(row_sizes) for keep, row_sizes in zip(kept, sizes, strict=True))
         if capacity > self.buffer.shape[1]:
             grown = torch.empty((self.buffer.shape[0], capacity), dtype=self.dtype)
             grown[:, : self.buffer.shape[1]] = self.buffer
             self.buffer = grown
         draw = torch.randn if self.normal else torch.rand
-        for row, keep, count in zip(short.tolist(), kept, blocks, strict=True):
-            values, head = self.buffer[row], int(self.head[row])
+        for row, keep, row_sizes in zip(short, kept, sizes, strict=True):
+            values, head, generator = self.buffer[row], int(self.head[row]), self.generators[row]
             values[:keep] = values[head : head + keep].clone()
-            generator = self.generators[row]
-            for start in range(keep, keep + count * self.block, self.block):
-                draw(self.block, generator=generator, dtype=self.dtype, out=values[start : start + self.block])
-            self.head[row], self.tail[row] = 0, keep + count * self.block
+            start = keep
+            for size in row_sizes:
+                draw(size, generator=generator, dtype=self.dtype, out=values[start : start + size])
+                start += size
+            self.head[row], self.tail[row] = 0, start
+            self.blocks[row] += len(row_sizes)
 
     def take(self, rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """The next ``counts[r]`` values of each sample ``rows[r]``, as (k, max count); row r's values beyond its
@@ -97,8 +115,9 @@ class SampleStreams:
     dtype : torch.dtype
         Dtype of the normals.
     normal_block, uniform_block : int
-        Values drawn per refill. They define the streams (a ``randn(n)`` call is not the start of a
-        ``randn(m > n)`` call), so a run is reproducible only for the same block sizes.
+        Values in each sample's first block (later blocks double in size, up to ``2**DOUBLINGS`` times). The sizes
+        are part of the streams' definition (torch does not promise that ``randn(n)`` is the start of ``randn(m)``
+        for m > n), so a run is reproducible for the same block sizes.
     """
 
     def __init__(

@@ -413,8 +413,9 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
         result.sample_draft_cost[active] += own.to(torch.float64)
 
     # One batched target call on every window state whose step is inside the horizon.
-    targets, outputs = _evaluate_windows(context, states, base, active, lengths)
+    targets, outputs, evaluated = _evaluate_windows(context, states, base, active, lengths)
     result.target_calls += 1
+    result.target_evaluations += evaluated
     result.rounds += 1
 
     deterministic = torch.nonzero((lengths == 0) & ~stochastic_root).squeeze(1)
@@ -434,9 +435,9 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
 
 def _evaluate_windows(
     context: _Context, states: torch.Tensor, base: torch.Tensor, active: torch.Tensor, lengths: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Target means and predictions (k, longest + 1, ...) at the window states of steps inside the horizon, from
-    one call (0 elsewhere)."""
+    one call (0 elsewhere), and the number of states evaluated."""
     horizon = context.sigmas.shape[0]
     count, width, event = states.shape[0], states.shape[1], states.shape[2:]
     columns = torch.arange(width)
@@ -447,7 +448,7 @@ def _evaluate_windows(
             states.reshape(count * width, *event), steps.reshape(-1), active.repeat_interleave(width)
         )
         targets = means.to(states.dtype).reshape(states.shape)
-        return targets, predictions.reshape(count, width, *predictions.shape[1:])
+        return targets, predictions.reshape(count, width, *predictions.shape[1:]), count * width
     rows_index, columns_index = torch.nonzero(needed, as_tuple=True)
     means, predictions = context.evaluate(
         states[rows_index, columns_index], steps[rows_index, columns_index], active[rows_index]
@@ -456,7 +457,7 @@ def _evaluate_windows(
     targets[rows_index, columns_index] = means.to(states.dtype)
     outputs = torch.zeros((count, width, *predictions.shape[1:]), dtype=predictions.dtype, device=states.device)
     outputs[rows_index, columns_index] = predictions
-    return targets, outputs
+    return targets, outputs, int(rows_index.shape[0])
 
 
 def _plain_step(
@@ -539,7 +540,7 @@ def _verify_and_commit(
         residual_noise=window.noise[indices, lengths],
         lengths=lengths,
     )
-    accepted = outcome.accepted
+    accepted = outcome.accepted.cpu()  # the bookkeeping stays on the host; the states stay on their device
     full = accepted == lengths
     next_state = outcome.next_state
     deterministic_bonus = full & has_bonus & (bonus_sigma == 0)
@@ -547,7 +548,7 @@ def _verify_and_commit(
         next_state[deterministic_bonus] = window.targets[deterministic_bonus, lengths[deterministic_bonus]]
     kept = window.states[indices, accepted]
     # Without a bonus step the window ends at the horizon: commit the last drafted state.
-    state[rows] = torch.where(_column(full & ~has_bonus, event_dims), kept, next_state)
+    state[rows] = torch.where(_column(full & ~has_bonus, event_dims).to(state.device), kept, next_state)
     position[rows] = torch.clamp(row_base + accepted + 1, max=horizon)
     # The drafter learns the target's predictions at the last two evaluated states of the committed trajectory.
     for lag in (1, 0):
@@ -555,10 +556,10 @@ def _verify_and_commit(
         seen = (column >= 0) & (row_base + column < horizon)
         if bool(seen.any()):
             context.drafter.observe(rows[seen], row_base[seen] + column[seen], window.outputs[seen, column[seen]])
-    deltas = outcome.deltas[:, :longest]
+    deltas = outcome.deltas[:, :longest].cpu()
     context.policy.observe(rows, deltas)
     result.accepted.append(accepted)
     result.deltas.append(deltas)
-    result.weights.append(outcome.weights)
+    result.weights.append(outcome.weights.cpu())
     result.windows.append(lengths)
     result.steps.append(row_base)

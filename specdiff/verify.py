@@ -16,7 +16,13 @@ Shapes (B a batch, L the window, ``*event`` the state's shape):
 - ``uniforms`` (B, L): the accept uniforms (token) or the ``eta_i`` (block), in [0, 1);
 - ``residual_uniforms`` (B,): drive the 1-D inverse CDF of a residual draw, in [0, 1);
 - ``residual_noise`` (B, *event): the standard normal noise of whichever happens, the residual draw's orthogonal
-  part or the bonus step.
+  part or the bonus step;
+- ``lengths`` (B,) long, optional: per-row windows ``1 <= L_r <= L``. Row r is verified as a window of its first
+  ``L_r`` steps, its bonus step is step ``L_r + 1`` (column ``L_r`` of ``target_means`` and ``sigmas``), and what lies
+  beyond is ignored, so one call verifies a batch whose samples drafted different numbers of steps.
+
+Inputs are checked for shapes and ranges; non-finite states or means are caught through the log ratios and gaps
+they produce (small tensors), so validation does not cost passes over the full windows.
 
 Log density ratios are computed in float64 as ``log r = <z, gap> - |gap|^2 / 2`` with ``z = (x - nu) / sigma`` and
 ``gap = (mu - nu) / sigma`` (DESIGN.md §2), never as a difference of two d-dimensional log-densities.
@@ -92,9 +98,9 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _check_uniforms(values: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.Tensor:
+def _check_uniforms(values: torch.Tensor, shape: tuple[int, ...], name: str, device: torch.device) -> torch.Tensor:
     _require(tuple(values.shape) == shape, f"{name} must have shape {shape}, got {tuple(values.shape)}")
-    values = values.double()
+    values = values.to(device=device, dtype=torch.float64)
     _require(bool(((values >= 0) & (values < 1)).all()), f"{name} must lie in [0, 1) (no NaN)")
     return values
 
@@ -159,8 +165,8 @@ def _prepare(
         bool((used_sigmas > 0).all()),
         "a step with sigma == 0 is deterministic and cannot be speculated: take that step plainly",
     )
-    uniforms = _check_uniforms(uniforms, (batch, window), "uniforms")
-    residual_uniforms = _check_uniforms(residual_uniforms, (batch,), "residual_uniforms")
+    uniforms = _check_uniforms(uniforms, (batch, window), "uniforms", states.device)
+    residual_uniforms = _check_uniforms(residual_uniforms, (batch,), "residual_uniforms", states.device)
     valid = columns[None, :window] < lengths[:, None]  # drafted steps 1..lengths[r]
     # Steps beyond a row's window get sigma 1 so that whatever they hold stays out of the way.
     sigmas = torch.where(used, sigmas, 1.0)

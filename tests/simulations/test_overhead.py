@@ -5,16 +5,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from simulations import overhead
+import pytest
+
+from simulations import overhead as overhead_script
 
 
 def test_overhead_smoke_writes_measurements(tmp_path: Path) -> None:
     output = tmp_path / "overhead.json"
-    assert overhead.main(["--smoke", "--output", str(output)]) == 0
+    assert overhead_script.main(["--smoke", "--output", str(output)]) == 0
     payload = json.loads(output.read_text())
     samplers = {m["sampler"] for m in payload["measurements"]}
     assert samplers == {"plain", "speculative-window-8", "speculative-adaptive"}
     for measurement in payload["measurements"]:
         assert 0.0 < measurement["model_seconds"] <= measurement["wall_seconds"]
-        assert measurement["overhead_fraction"] == 1 - measurement["model_seconds"] / measurement["wall_seconds"]
-    assert payload["profile_top_own_time"]
+        overhead = measurement["wall_seconds"] - measurement["model_seconds"]
+        assert measurement["overhead_fraction"] == overhead / measurement["wall_seconds"]
+        assert measurement["overhead_microseconds_per_state"] == 1e6 * overhead / measurement["target_evaluations"]
+    assert payload["noise_microseconds_per_state"] > 0
+    assert {profile["sampler"] for profile in payload["profiles"]} == samplers - {"plain"}
+    for profile in payload["profiles"]:
+        parts = profile["part_seconds"]
+        assert parts["model"] > 0 and parts["random streams"] > 0 and parts["verification"] > 0
+        assert sum(parts.values()) == pytest.approx(profile["total_seconds"])
+        assert profile["top_own_time"]

@@ -193,6 +193,71 @@ def test_unknown_token_residual_is_refused() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Per-row window lengths: one call verifies windows of different lengths exactly as separate calls would
+# ---------------------------------------------------------------------------------------------------------------
+
+LENGTHS = torch.tensor([1, 4, 2, 4, 3, 1, 4, 2])
+
+
+def _cut(arguments: dict[str, torch.Tensor], row: int, length: int) -> dict[str, torch.Tensor]:
+    """Row ``row`` of a window as a window of its own ``length`` drafted steps."""
+    cut = {
+        "states": arguments["states"][row : row + 1, : length + 1],
+        "draft_means": arguments["draft_means"][row : row + 1, :length],
+        "target_means": arguments["target_means"][row : row + 1, : length + 1],
+        "sigmas": arguments["sigmas"][row : row + 1, : length + 1],
+        "uniforms": arguments["uniforms"][row : row + 1, :length],
+    }
+    return cut | {name: arguments[name][row : row + 1] for name in ("residual_uniforms", "residual_noise")}
+
+
+def _lengths_window(garbage: bool) -> dict[str, torch.Tensor]:
+    """Eight rows of a window of 4 with sigmas varying per row and step; ``garbage`` puts NaN beyond each row's
+    window (the draft states and means of steps past L_r, and the target means past its bonus step)."""
+    window = constant_shift_window([0.9, 0.4, 1.3, 0.2], 8, 3, generator=torch.Generator().manual_seed(9))
+    arguments = _arguments(window)
+    arguments["sigmas"] = 0.5 + torch.rand(8, 5, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    if garbage:
+        for name in ("states", "draft_means", "target_means"):
+            arguments[name] = arguments[name].clone()
+        for row, length in enumerate(LENGTHS.tolist()):
+            arguments["states"][row, length + 1 :] = float("nan")
+            arguments["draft_means"][row, length:] = float("nan")
+            arguments["target_means"][row, length + 1 :] = float("nan")
+            arguments["sigmas"][row, length + 1 :] = 0.0
+    return arguments
+
+
+@pytest.mark.parametrize("garbage", [False, True])
+@pytest.mark.parametrize("rule", RULES)
+def test_per_row_lengths_verify_each_row_as_its_own_window(rule: Rule, garbage: bool) -> None:
+    arguments = _lengths_window(garbage)
+    together = verify_module.apply_rule(rule, **arguments, lengths=LENGTHS)
+    assert together.accepted.le(LENGTHS).all()
+    for row, length in enumerate(LENGTHS.tolist()):
+        alone = verify_module.apply_rule(rule, **_cut(arguments, row, length))
+        assert int(together.accepted[row]) == int(alone.accepted[0])
+        torch.testing.assert_close(together.next_state[row], alone.next_state[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(together.weights[row, :length], alone.weights[0], rtol=1e-12, atol=0.0)
+        torch.testing.assert_close(together.deltas[row, :length], alone.deltas[0, :length], rtol=1e-12, atol=0.0)
+        assert torch.isnan(together.weights[row, length:]).all() and torch.isnan(together.deltas[row, length:]).all()
+    # The windows have different outcomes, so the comparison covers both the bonus and the residual branches.
+    assert bool((together.accepted == LENGTHS).any()) and bool((together.accepted < LENGTHS).any())
+
+
+def test_bad_lengths_raise() -> None:
+    arguments = _arguments(_window())
+    for lengths, message in [
+        (torch.tensor([1, 2, 3]), "shape"),
+        (torch.tensor([1.0, 2.0, 3.0, 1.0]), "integer"),
+        (torch.tensor([0, 1, 2, 3]), "1..3"),
+        (torch.tensor([1, 2, 3, 4]), "1..3"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            block_verify(**arguments, lengths=lengths)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Monte Carlo: acceptance and accepted lengths against theory.verification
 # ---------------------------------------------------------------------------------------------------------------
 
