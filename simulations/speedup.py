@@ -60,7 +60,7 @@ class Config:
 
 
 FULL = Config(steps=(50, 100, 200, 1000), dimensions=(2, 64, 1024),
-              drafters=("free-reuse", "frozen", "extrapolating", "model"), windows=(1, 2, 4, 8, 12, 16),
+              drafters=("free-reuse", "frozen", "extrapolating", "model"), windows=tuple(range(1, 17)),
               adaptive_max_window=16, samples=32)  # fmt: skip
 SMOKE = Config(steps=(20,), dimensions=(2,), drafters=("free-reuse", "model"), windows=(1, 4), adaptive_max_window=8,
                samples=8)  # fmt: skip
