@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,22 @@ def test_exactness_smoke_passes_and_rejects_its_control(smoke_results: Path) -> 
     assert all(not r["rejected"] for r in records if r["family"] != "control")
     assert {r["rule"] for r in records} == {"token-reflection", "token-residual", "block"}
     assert isinstance(payload["commit"], str)
+
+
+def test_a_rejected_exact_configuration_is_rechecked_with_more_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a level above 1 every check rejects: each exact configuration is rechecked (and fails again), each
+    # control passes at the first stage and is not rechecked.
+    monkeypatch.setattr(exactness, "LEVEL", 1.5)
+    checks = exactness.run(exactness.SMOKE, seed=3, progress=False)
+    exact = [check for check in checks if check.family != "control"]
+    assert exact and all(check.rejected and not check.passed for check in exact)
+    for check in exact:
+        assert check.recheck_samples == exactness.RECHECK_FACTOR * check.samples
+        assert check.recheck_p_value is not None and 0.0 <= check.recheck_p_value <= 1.0
+    controls = [check for check in checks if check.family == "control"]
+    assert controls and all(check.passed and check.recheck_p_value is None for check in controls)
+    # A recheck that keeps the configuration clears it.
+    assert dataclasses.replace(exact[0], recheck_p_value=2.0).passed
 
 
 def test_calibration_smoke_matches_theory_and_rejects_controls(smoke_results: Path) -> None:
