@@ -25,10 +25,13 @@ def git_commit() -> str:
 
 
 def git_dirty() -> bool | None:
-    """Whether the working tree has uncommitted changes (``None`` if git is unavailable)."""
+    """Whether the working tree has uncommitted changes outside ``results/`` (``None`` if git is unavailable).
+
+    Results written by earlier scripts are outputs, not code, so they do not make a run dirty.
+    """
     try:
         completed = subprocess.run(
-            ["git", "status", "--porcelain"],
+            ["git", "status", "--porcelain", "--", ".", ":(exclude)results"],
             cwd=REPOSITORY_ROOT,
             capture_output=True,
             text=True,
