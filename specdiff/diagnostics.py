@@ -99,8 +99,9 @@ def block_calibration(result: SpeculativeResult) -> tuple[float, list[PositionRo
     for accepted, weights in zip(result.accepted, result.weights, strict=True):
         w = weights.numpy()  # (k, L), NaN beyond each row's window
         tau = accepted.numpy()
-        differences.append(tau - np.nansum(w, axis=1))
-        predicted_steps.append(1 + np.nansum(w, axis=1))
+        weight_sums = np.nansum(w, axis=1)  # sum_i w_i over each row's window
+        differences.append(tau - weight_sums)
+        predicted_steps.append(1 + weight_sums)
         for i in range(w.shape[1]):
             within = ~np.isnan(w[:, i])
             per_position.setdefault(i + 1, []).append((tau[within] >= i + 1) - w[within, i])

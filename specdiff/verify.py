@@ -183,9 +183,8 @@ def _prepare(
     finite = torch.isfinite(log_ratios) & torch.isfinite(step_deltas)
     if not bool((finite | ~valid).all()):
         _check_finite(("states", states), ("draft_means", draft_means), ("target_means", target_means))
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=states.device)
-    deltas = torch.full((batch, window + 1), float("nan"), dtype=torch.float64, device=states.device)
-    deltas[:, :window] = torch.where(valid, step_deltas, nan)
+    deltas = torch.full((batch, window + 1), math.nan, dtype=torch.float64, device=states.device)
+    deltas[:, :window] = step_deltas.masked_fill(~valid, math.nan)
     if draft_means.shape[1] == window + 1:
         rows = torch.arange(batch, device=states.device)
         bonus_gap = (target_means[rows, lengths].double() - draft_means[rows, lengths].double()) / _expand(
@@ -202,7 +201,7 @@ def _prepare(
         residual_noise=residual_noise,
         lengths=lengths,
         valid=valid,
-        log_ratios=torch.where(valid, log_ratios, 0.0),
+        log_ratios=log_ratios.masked_fill(~valid, 0.0),
         deltas=deltas,
     )
 
@@ -259,7 +258,7 @@ def _bonus_or_residual(
 
 def _beyond_window(values: torch.Tensor, window: _Window, fill: float) -> torch.Tensor:
     """``values`` (B, L) with ``fill`` at the positions beyond each row's window."""
-    return torch.where(window.valid, values, torch.tensor(fill, dtype=values.dtype, device=values.device))
+    return values.masked_fill(~window.valid, fill)
 
 
 def token_verify(
@@ -306,7 +305,7 @@ def token_verify(
     accepted = torch.cumprod(accepts.long(), dim=1).sum(dim=1)
     zero_log_weight = torch.zeros(accepted.shape, dtype=torch.float64, device=accepted.device)
     next_state = _bonus_or_residual(window, accepted, zero_log_weight, reflection=residual == "reflection")
-    accept_prob = _beyond_window(log_accept.exp(), window, float("nan"))
+    accept_prob = _beyond_window(log_accept.exp(), window, math.nan)
     return VerificationResult(
         accepted=accepted,
         next_state=next_state,
