@@ -15,7 +15,10 @@ Records are flat JSON (``model, steps, batch, rule, drafter, window, target_call
 baseline_wall_seconds, speedup, device, commit`` and more). Presets: ``gpu`` (the H100 run, under 8 minutes),
 ``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
 
-Run ``python -m simulations.bench_gpu [--preset gpu|cpu|smoke] [--output PATH]``.
+The JSON is rewritten after every record with ``"complete": false``, so a run that is stopped keeps what it measured;
+``--max-seconds`` starts no new (N, batch) cell after that many seconds (the file then says ``"complete": false``).
+
+Run ``python -m simulations.bench_gpu [--preset gpu|cpu|smoke] [--output PATH] [--max-seconds S]``.
 """
 
 from __future__ import annotations
@@ -138,7 +141,18 @@ def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[
     return cost
 
 
-def run(preset: Preset, device: torch.device, seed: int, progress: bool = True) -> dict[str, Any]:
+def run(
+    preset: Preset,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+    deadline: float | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Cost curves and records; ``checkpoint(partial)`` after each record, no new cell after ``deadline``.
+
+    ``deadline`` is a ``time.perf_counter()`` value; the result's ``complete`` says whether every cell ran.
+    """
     commit = git_commit()
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     model = load_pretrained("digits", device=device)
@@ -165,19 +179,29 @@ def run(preset: Preset, device: torch.device, seed: int, progress: bool = True) 
     cost = _interpolated(preset.cost_batches, digits_curve)
     base = {"model": "digits", "device": device_name, "commit": commit}
     records: list[dict[str, Any]] = []
-    for steps in preset.steps:
-        for batch in preset.batches:
-            case = _Case(model, DDPMKernel(linear_schedule(1000), num_steps=steps), batch, device, seed)
-            case.plain_seconds()  # warm-up
-            for rule in ("token-reflection", "block"):
-                for drafter in preset.drafters:
-                    for window in preset.windows:
-                        records.append({**base, **case.speculative(rule, drafter, window, cost)})
-                        _report(records[-1], progress)
-            for window_length in preset.perfect_windows:
-                records.append({**base, **case.perfect(window_length, cost)})
-                _report(records[-1], progress)
-    return {"cost_curves": curves, "records": records}
+
+    def add(record: dict[str, Any]) -> None:
+        records.append({**base, **record})
+        _report(records[-1], progress)
+        if checkpoint is not None:
+            checkpoint({"cost_curves": curves, "records": records, "complete": False})
+
+    if checkpoint is not None:
+        checkpoint({"cost_curves": curves, "records": records, "complete": False})
+    cells = [(steps, batch) for steps in preset.steps for batch in preset.batches]
+    for number, (steps, batch) in enumerate(cells):
+        if deadline is not None and time.perf_counter() > deadline:
+            print(f"time is up: {len(cells) - number} of {len(cells)} cells not run", flush=True)
+            return {"cost_curves": curves, "records": records, "complete": False}
+        case = _Case(model, DDPMKernel(linear_schedule(1000), num_steps=steps), batch, device, seed)
+        case.plain_seconds()  # warm-up
+        for rule in ("token-reflection", "block"):
+            for drafter in preset.drafters:
+                for window in preset.windows:
+                    add(case.speculative(rule, drafter, window, cost))
+        for window_length in preset.perfect_windows:
+            add(case.perfect(window_length, cost))
+    return {"cost_curves": curves, "records": records, "complete": True}
 
 
 class _Case:
@@ -292,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--max-seconds", type=float, default=None, help="start no new (N, batch) cell after this")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
@@ -299,19 +324,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = PRESETS[arguments.preset]
     output = arguments.output or DEFAULT_OUTPUT[arguments.preset]
     start = time.perf_counter()
-    results = run(preset, device, arguments.seed)
-    write_results(
-        output,
-        {
-            "script": "simulations.bench_gpu",
-            "preset": arguments.preset,
-            "seed": arguments.seed,
-            "sizes": asdict(preset),
-            "seconds": time.perf_counter() - start,
-            **results,
-        },
-    )
-    print(f"wrote {output} in {time.perf_counter() - start:.0f} s")
+
+    def save(results: dict[str, Any]) -> None:
+        write_results(
+            output,
+            {
+                "script": "simulations.bench_gpu",
+                "preset": arguments.preset,
+                "seed": arguments.seed,
+                "sizes": asdict(preset),
+                "max_seconds": arguments.max_seconds,
+                "seconds": time.perf_counter() - start,
+                **results,
+            },
+        )
+
+    deadline = None if arguments.max_seconds is None else start + arguments.max_seconds
+    results = run(preset, device, arguments.seed, deadline=deadline, checkpoint=save)
+    save(results)
+    print(f"wrote {output} in {time.perf_counter() - start:.0f} s ({'complete' if results['complete'] else 'partial'})")
     return 0
 
 

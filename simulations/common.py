@@ -118,6 +118,7 @@ class ScriptArguments:
     smoke: bool
     seed: int
     output: Path
+    device: str = "cpu"  # a torch device name, for scripts that take --device
 
     @property
     def preset(self) -> str:
@@ -125,14 +126,26 @@ class ScriptArguments:
 
 
 def script_arguments(
-    argv: Sequence[str] | None, description: str, default_seed: int, full_output: Path, smoke_output: Path
+    argv: Sequence[str] | None,
+    description: str,
+    default_seed: int,
+    full_output: Path,
+    smoke_output: Path,
+    *,
+    device_option: bool = False,
 ) -> ScriptArguments:
-    """Parse the shared command line (and use one torch thread, as every script measures on one)."""
+    """Parse the shared command line (and use one torch thread, as every script measures on one).
+
+    With ``device_option``, ``--device`` (default ``cpu``) names where the model runs.
+    """
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny preset (seconds), used by the tests")
     parser.add_argument("--seed", type=int, default=default_seed)
     parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
+    if device_option:
+        parser.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda")
     parsed = parser.parse_args(argv)
     torch.set_num_threads(1)
     output = parsed.output or (smoke_output if parsed.smoke else full_output)
-    return ScriptArguments(smoke=parsed.smoke, seed=parsed.seed, output=output)
+    device = parsed.device if device_option else "cpu"
+    return ScriptArguments(smoke=parsed.smoke, seed=parsed.seed, output=output, device=device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -13,14 +14,18 @@ import torch
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Where a copy of the tree travels without its git history (a lent GPU machine), the commit it was copied from.
+COMMIT_VARIABLE = "SPECDIFF_COMMIT"
+
+
 def git_commit() -> str:
-    """``git rev-parse HEAD`` of the repository, or ``"unknown"``."""
+    """``git rev-parse HEAD`` of the repository; without git, ``$SPECDIFF_COMMIT`` if set, else ``"unknown"``."""
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get(COMMIT_VARIABLE, "unknown")
     return completed.stdout.strip() or "unknown"
 
 

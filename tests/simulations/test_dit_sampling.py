@@ -63,6 +63,7 @@ def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     assert bench_gpu.main(["--preset", "smoke", "--device", "cpu", "--output", str(output)]) == 0
     payload = json.loads(output.read_text())
+    assert payload["complete"] is True
     required = {"model", "steps", "batch", "rule", "drafter", "window", "target_calls", "wall_seconds",
                 "baseline_wall_seconds", "speedup", "device", "commit"}  # fmt: skip
     for record in payload["records"]:
@@ -73,5 +74,16 @@ def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
     assert {curve["model"] for curve in payload["cost_curves"]} == {"digits"}
 
 
+def test_bench_stops_starting_cells_after_max_seconds(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    arguments = ["--preset", "smoke", "--device", "cpu", "--output", str(output), "--max-seconds", "0"]
+    assert bench_gpu.main(arguments) == 0
+    payload = json.loads(output.read_text())
+    assert payload["complete"] is False and payload["records"] == [] and payload["max_seconds"] == 0
+    assert len(payload["cost_curves"]) == 3  # measured before the first cell
+
+
 def test_dit_exactness_smoke(tmp_path: Path) -> None:
-    assert dit_exactness.main(["--smoke", "--output", str(tmp_path / "dit.json")]) == 0
+    assert dit_exactness.main(["--smoke", "--device", "cpu", "--output", str(tmp_path / "dit.json")]) == 0
+    payload = json.loads((tmp_path / "dit.json").read_text())
+    assert payload["device"] == "cpu" and payload["all_passed"] is True
