@@ -11,14 +11,20 @@
    removed, and the resulting speedup is compared with the ideal ``(L + 1) / (c(B (L + 1)) / c(B))`` from the
    measured cost curve: the sampler's efficiency.
 
+**Placement.** With ``placement="device"`` the states, the randomness and the verification live on the device with
+the network; with ``"host"`` (the ``gpu-host`` preset) they stay on the CPU and only the network's batched calls go
+to the GPU (:class:`specdiff.placement.DeviceModel`), plain and speculative sampling alike. For a small network a round
+of a few hundred small operations costs less on the host than as kernel launches.
+
 Records are flat JSON (``model, steps, batch, rule, drafter, window, target_calls, wall_seconds,
 baseline_wall_seconds, speedup, device, commit`` and more). Presets: ``gpu`` (the H100 run, under 8 minutes),
-``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
+``gpu-host`` (the same runs with the states on the host, without the large models' curves, which do not depend on
+the placement), ``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
 
 The JSON is rewritten after every record with ``"complete": false``, so a run that is stopped keeps what it measured;
 ``--max-seconds`` starts no new (N, batch) cell after that many seconds (the file then says ``"complete": false``).
 
-Run ``python -m simulations.bench_gpu [--preset gpu|cpu|smoke] [--output PATH] [--max-seconds S]``.
+Run ``python -m simulations.bench_gpu [--preset gpu|gpu-host|cpu|smoke] [--output PATH] [--max-seconds S]``.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ import torch
 from simulations.common import write_results
 from simulations.provenance import REPOSITORY_ROOT, git_commit
 from specdiff.diagnostics import calibrate_run
-from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter, ModelDrafter
+from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter, Model, ModelDrafter
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DIT_PRESETS, DiT, load_pretrained
+from specdiff.placement import DeviceModel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import SpeculativeResult, sample, sample_plain
 from specdiff.timing import TimedModel, median_seconds, timed
@@ -57,6 +64,7 @@ class Preset:
     large_batches: tuple[int, ...]
     perfect_windows: tuple[int, ...]
     repeats: int
+    placement: str = "device"  # "device": states on the model's device; "host": states on the CPU (DeviceModel)
 
 
 PRESETS = {
@@ -70,6 +78,18 @@ PRESETS = {
         large_batches=(1, 2, 4, 8, 16, 32, 64),
         perfect_windows=(4, 8),
         repeats=5,
+    ),
+    "gpu-host": Preset(
+        steps=(50, 100, 200, 1000),
+        batches=(1, 64),
+        drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
+        windows=("8", "adaptive"),
+        cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
+        large_models=(),
+        large_batches=(),
+        perfect_windows=(4, 8),
+        repeats=5,
+        placement="host",
     ),
     "cpu": Preset(
         steps=(50, 200),
@@ -96,6 +116,7 @@ PRESETS = {
 }
 DEFAULT_OUTPUT = {
     "gpu": REPOSITORY_ROOT / "results" / "gpu" / "bench_gpu.json",
+    "gpu-host": REPOSITORY_ROOT / "results" / "gpu" / "bench_gpu_host.json",
     "cpu": REPOSITORY_ROOT / "results" / "bench_cpu.json",
     "smoke": REPOSITORY_ROOT / "results" / "smoke" / "bench.json",
 }
@@ -177,7 +198,7 @@ def run(
         curves.append({"model": name, "blocks": quarter, "batches": preset.large_batches, "seconds": seconds})
         del large
     cost = _interpolated(preset.cost_batches, digits_curve)
-    base = {"model": "digits", "device": device_name, "commit": commit}
+    base = {"model": "digits", "device": device_name, "placement": preset.placement, "commit": commit}
     records: list[dict[str, Any]] = []
 
     def add(record: dict[str, Any]) -> None:
@@ -193,7 +214,8 @@ def run(
         if deadline is not None and time.perf_counter() > deadline:
             print(f"time is up: {len(cells) - number} of {len(cells)} cells not run", flush=True)
             return {"cost_curves": curves, "records": records, "complete": False}
-        case = _Case(model, DDPMKernel(linear_schedule(1000), num_steps=steps), batch, device, seed)
+        kernel = DDPMKernel(linear_schedule(1000), num_steps=steps)
+        case = _Case(model, kernel, batch, device, seed, host=preset.placement == "host")
         case.plain_seconds()  # warm-up
         for rule in ("token-reflection", "block"):
             for drafter in preset.drafters:
@@ -205,12 +227,17 @@ def run(
 
 
 class _Case:
-    """One (model, N, batch) cell: plain timing and speculative runs with the same seeds."""
+    """One (model, N, batch) cell: plain timing and speculative runs with the same seeds.
 
-    def __init__(self, model: DiT, kernel: DDPMKernel, batch: int, device: torch.device, seed: int):
-        self.model, self.kernel, self.batch, self.device, self.seed = model, kernel, batch, device, seed
-        self.labels = torch.arange(batch, device=device) % 10
-        self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(device)
+    With ``host``, the states live on the CPU and the model is called through :class:`DeviceModel`.
+    """
+
+    def __init__(self, model: DiT, kernel: DDPMKernel, batch: int, device: torch.device, seed: int, host: bool):
+        self.kernel, self.batch, self.device, self.seed = kernel, batch, device, seed
+        self.model: Model = DeviceModel(model, device) if host else model
+        states_device = torch.device("cpu") if host else device
+        self.labels = torch.arange(batch, device=states_device) % 10
+        self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(states_device)
 
     def generators(self) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(self.seed * 7919 + i) for i in range(self.batch)]
@@ -319,9 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=None, help="start no new (N, batch) cell after this")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cpu":
-        torch.set_num_threads(1)
     preset = PRESETS[arguments.preset]
+    if device.type == "cpu" or preset.placement == "host":
+        torch.set_num_threads(1)  # wherever the states are on the CPU, plain and speculative runs alike
     output = arguments.output or DEFAULT_OUTPUT[arguments.preset]
     start = time.perf_counter()
 

@@ -14,26 +14,32 @@ import torch
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
-#: Where a copy of the tree travels without its git history (a lent GPU machine), the commit it was copied from.
+#: Where a copy of the tree travels without its git history, or with a stale copy of it (a lent GPU machine), the
+#: commit the tree was copied from. When set it overrides git, and whether the tree was dirty is unknown (None).
 COMMIT_VARIABLE = "SPECDIFF_COMMIT"
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` of the repository; without git, ``$SPECDIFF_COMMIT`` if set, else ``"unknown"``."""
+    """``$SPECDIFF_COMMIT`` if set, else ``git rev-parse HEAD`` of the repository, else ``"unknown"``."""
+    if os.environ.get(COMMIT_VARIABLE):
+        return os.environ[COMMIT_VARIABLE]
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get(COMMIT_VARIABLE, "unknown")
+        return "unknown"
     return completed.stdout.strip() or "unknown"
 
 
 def git_dirty() -> bool | None:
     """Whether the working tree has uncommitted changes outside ``results/`` (``None`` if git is unavailable).
 
-    Results written by earlier scripts are outputs, not code, so they do not make a run dirty.
+    Results written by earlier scripts are outputs, not code, so they do not make a run dirty. ``None`` too when
+    ``$SPECDIFF_COMMIT`` names the commit: the local git history is then not the tree's.
     """
+    if os.environ.get(COMMIT_VARIABLE):
+        return None
     try:
         completed = subprocess.run(
             ["git", "status", "--porcelain", "--", ".", ":(exclude)results"],

@@ -5,6 +5,7 @@ test. Plus smoke runs of the demo, the benchmark script and the DiT exactness sc
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,14 @@ def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
     perfect = [r for r in payload["records"] if r["drafter"] == "perfect"]
     assert perfect and all(r["target_calls"] <= r["steps"] for r in perfect)
     assert {curve["model"] for curve in payload["cost_curves"]} == {"digits"}
+
+
+def test_bench_host_placement_keeps_the_states_on_the_host() -> None:
+    preset = replace(bench_gpu.PRESETS["smoke"], drafters=("free-exit",), windows=("4",), perfect_windows=())
+    records = bench_gpu.run(replace(preset, placement="host"), torch.device("cpu"), seed=0, progress=False)["records"]
+    same = bench_gpu.run(preset, torch.device("cpu"), seed=0, progress=False)["records"]
+    assert [r["placement"] for r in records] == ["host", "host"] and [r["placement"] for r in same] == ["device"] * 2
+    assert [r["target_calls"] for r in records] == [r["target_calls"] for r in same]  # same seeds, same samples
 
 
 def test_bench_stops_starting_cells_after_max_seconds(tmp_path: Path) -> None:
