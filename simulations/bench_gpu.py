@@ -80,7 +80,7 @@ PRESETS = {
         repeats=5,
     ),
     "gpu-host": Preset(
-        steps=(50, 100, 200, 1000),
+        steps=(200, 1000, 50, 100),  # the headline cells first, for a short lease
         batches=(1, 64),
         drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
         windows=("8", "adaptive"),
@@ -209,7 +209,7 @@ def run(
 
     if checkpoint is not None:
         checkpoint({"cost_curves": curves, "records": records, "complete": False})
-    cells = [(steps, batch) for steps in preset.steps for batch in preset.batches]
+    cells = [(steps, batch) for batch in preset.batches for steps in preset.steps]  # in the preset's order of priority
     for number, (steps, batch) in enumerate(cells):
         if deadline is not None and time.perf_counter() > deadline:
             print(f"time is up: {len(cells) - number} of {len(cells)} cells not run", flush=True)

@@ -245,7 +245,7 @@ def dit_table(results: Path) -> str:
     if bench is not None:
         index = {(r["steps"], r["batch"], r["drafter"], r["window"], r["rule"]): r for r in bench["records"]}
         rows = []
-        for (steps, batch, drafter, window, rule), token in index.items():
+        for (steps, batch, drafter, window, rule), token in sorted(index.items(), key=lambda item: item[0][:2]):
             block = index.get((steps, batch, drafter, window, "block"))
             if rule != "token" or block is None:
                 continue
