@@ -217,9 +217,101 @@ def overhead_table(results: Path) -> str:
     )
 
 
+GPU_BENCHES = ("bench_gpu.json", "bench_gpu_host.json")  # states on the GPU; states on the host (DeviceModel)
+SPEEDUP_HEADER = ["N", "batch", "drafter", "window", "fewer calls, token / block"]
+
+
+def _pairs(bench: dict[str, Any]) -> dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]]:
+    """(N, batch, drafter, window) -> (token record, block record), sorted by N and batch."""
+    index = {(r["steps"], r["batch"], r["drafter"], r["window"], r["rule"]): r for r in bench["records"]}
+    pairs = {}
+    for (steps, batch, drafter, window, rule), token in sorted(index.items(), key=lambda item: item[0][:2]):
+        block = index.get((steps, batch, drafter, window, "block"))
+        if rule == "token" and block is not None:
+            pairs[(steps, batch, drafter, window)] = (token, block)
+    return pairs
+
+
+def _speedups(pair: tuple[dict[str, Any], dict[str, Any]] | None) -> str:
+    return "–" if pair is None else f"{pair[0]['speedup']:.2f}x / {pair[1]['speedup']:.2f}x"
+
+
+def _efficiencies(bench: dict[str, Any]) -> str:
+    perfect = sorted((r for r in bench["records"] if r["drafter"] == "perfect"), key=lambda r: (r["steps"], r["batch"]))
+    return ", ".join(f"N={r['steps']} B={r['batch']} L={r['window']}: {100 * r['efficiency']:.0f}%" for r in perfect)
+
+
+def _bench_text(bench: dict[str, Any]) -> str:
+    device = bench["records"][0]["device"] if bench["records"] else "?"
+    rows = [
+        [
+            str(key[0]),
+            str(key[1]),
+            key[2],
+            key[3],
+            f"{token['call_ratio']:.2f}x / {block['call_ratio']:.2f}x",
+            _speedups((token, block)),
+        ]
+        for key, (token, block) in _pairs(bench).items()
+    ]
+    text = (
+        f"`python -m simulations.bench_gpu --preset {bench['preset']}` on **{device}** (commit "
+        f"`{bench['commit'][:10]}`); speedup = plain wall time / speculative wall time, same process:\n\n"
+        f"{_table([*SPEEDUP_HEADER, 'wall speedup, token / block'], rows)}"
+    )
+    if _efficiencies(bench):
+        text += f"\n\nPerfect-drafter efficiency (speedup without the draft's time / ideal): {_efficiencies(bench)}."
+    return text
+
+
+def _commit_note(results: Path, name: str, run: dict[str, Any]) -> str:
+    corrections = (_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {})
+    if name in corrections:
+        fix = corrections[name]
+        return (
+            f"commit `{fix['tree_commit'][:10]}`; the machine's stale git recorded `{fix['recorded_commit'][:10]}`, "
+            f"see `results/gpu/provenance_corrections.json`"
+        )
+    return f"commit `{run['commit'][:10]}`"
+
+
+def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
+    """One table: call ratios and wall speedups of every GPU run (each speedup measured within its own run)."""
+    pairs = {name: _pairs(run) for name, run in runs.items()}
+    appearance = {key: None for table in pairs.values() for key in table}  # the runs' order of drafters and windows
+    keys = sorted(appearance, key=lambda key: key[:2])
+    labels = {"bench_gpu.json": "states on the GPU", "bench_gpu_host.json": "states on the host"}
+    rows = []
+    for key in keys:
+        first = next(table[key] for table in pairs.values() if key in table)
+        calls = f"{first[0]['call_ratio']:.2f}x / {first[1]['call_ratio']:.2f}x"
+        rows.append(
+            [str(key[0]), str(key[1]), key[2], key[3], calls, *(_speedups(pairs[name].get(key)) for name in runs)]
+        )
+    header = [*SPEEDUP_HEADER, *(f"wall speedup, token / block ({labels[name]})" for name in runs)]
+    lines = []
+    for name, run in runs.items():
+        device = run["records"][0]["device"] if run["records"] else "?"
+        done = (
+            ""
+            if run.get("complete", True)
+            else f", stopped after {run['max_seconds']:.0f} s: cells without a value did not run"
+        )
+        lines.append(
+            f"- {labels[name]}: `python -m simulations.bench_gpu --preset {run['preset']}` on **{device}** "
+            f"({_commit_note(results, name, run)}; {run['seconds']:.0f} s{done}). Perfect-drafter efficiency "
+            f"(speedup without the draft's time / ideal): {_efficiencies(run)}."
+        )
+    return (
+        "GPU benchmark; speedup = plain wall time / speculative wall time, measured in the same process with the "
+        "same placement; the call ratios are the first run's:\n\n" + "\n".join(lines) + "\n\n" + _table(header, rows)
+    )
+
+
 def dit_table(results: Path) -> str:
     demo = _load(results / "demo", "demo.json")
-    bench = _load(results / "gpu", "bench_gpu.json") or _load(results, "bench_cpu.json")
+    gpu_runs = {name: run for name in GPU_BENCHES if (run := _load(results / "gpu", name)) is not None}
+    bench = _load(results, "bench_cpu.json")
     parts = []
     quality = _load(results, "dit_quality.json")
     if quality is not None:
@@ -242,37 +334,10 @@ def dit_table(results: Path) -> str:
             f"(z = {demo['calibration_z']:+.2f}). On this device a call on {demo['max_window'] + 1} states per sample "
             f"costs {demo['batch_cost_ratio']:.1f}x a call on one."
         )
-    if bench is not None:
-        index = {(r["steps"], r["batch"], r["drafter"], r["window"], r["rule"]): r for r in bench["records"]}
-        rows = []
-        for (steps, batch, drafter, window, rule), token in sorted(index.items(), key=lambda item: item[0][:2]):
-            block = index.get((steps, batch, drafter, window, "block"))
-            if rule != "token" or block is None:
-                continue
-            rows.append(
-                [
-                    str(steps),
-                    str(batch),
-                    drafter,
-                    window,
-                    f"{token['call_ratio']:.2f}x / {block['call_ratio']:.2f}x",
-                    f"{token['speedup']:.2f}x / {block['speedup']:.2f}x",
-                ]
-            )
-        header = ["N", "batch", "drafter", "window", "fewer calls, token / block", "wall speedup, token / block"]
-        perfect = [r for r in bench["records"] if r["drafter"] == "perfect"]
-        device = bench["records"][0]["device"] if bench["records"] else "?"
-        text = (
-            f"`python -m simulations.bench_gpu --preset {bench['preset']}` on **{device}** (commit "
-            f"`{bench['commit'][:10]}`); speedup = plain wall time / speculative wall time, same process:\n\n"
-            f"{_table(header, rows)}"
-        )
-        if perfect:
-            efficiencies = ", ".join(
-                f"N={r['steps']} B={r['batch']} L={r['window']}: {100 * r['efficiency']:.0f}%" for r in perfect
-            )
-            text += f"\n\nPerfect-drafter efficiency (speedup without the draft's time / ideal): {efficiencies}."
-        parts.append(text)
+    if gpu_runs:
+        parts.append(_gpu_bench_text(results, gpu_runs))
+    elif bench is not None:
+        parts.append(_bench_text(bench))
     return "\n\n".join(parts) if parts else "_Run `specdiff demo` and `python -m simulations.bench_gpu`._"
 
 

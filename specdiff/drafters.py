@@ -22,6 +22,7 @@ each sample's committed trajectory (:meth:`Drafter.observe`). The drafters:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -131,8 +132,20 @@ class LinearCoefficients:
     prediction_coefficient: torch.Tensor
 
 
+# Per-step tables read off a kernel, kept as long as the kernel lives: a kernel is fixed once built (it precomputes
+# its own per-step values at construction), and probing it step by step costs milliseconds per sampling call.
+_KERNEL_TABLES: weakref.WeakKeyDictionary[Kernel, dict[str, object]] = weakref.WeakKeyDictionary()
+
+
+def _kernel_table(kernel: Kernel, name: str, compute: Callable[[Kernel], object]) -> object:
+    tables = _KERNEL_TABLES.setdefault(kernel, {})
+    if name not in tables:
+        tables[name] = compute(kernel)
+    return tables[name]
+
+
 def linear_coefficients(kernel: Kernel) -> LinearCoefficients:
-    """Read the coefficients of every step off the kernel by probing it with unit inputs.
+    """Read the coefficients of every step off the kernel by probing it with unit inputs (once per kernel).
 
     Every kernel here is linear in ``(x, prediction)`` without ``clip_sample`` (DDPM, DDIM, Euler-Maruyama and Euler
     ancestral means are linear combinations of ``x`` and ``x0`` / ``eps``, themselves linear in both), so a batch of
@@ -140,6 +153,12 @@ def linear_coefficients(kernel: Kernel) -> LinearCoefficients:
     """
     if kernel.clip_sample:
         raise ValueError("clip_sample makes the kernel non-linear")
+    coefficients = _kernel_table(kernel, "linear", _probe_linear_coefficients)
+    assert isinstance(coefficients, LinearCoefficients)
+    return coefficients
+
+
+def _probe_linear_coefficients(kernel: Kernel) -> LinearCoefficients:
     one, zero = torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
     scales, state, prediction = [], [], []
     for step in range(kernel.num_steps):
@@ -156,7 +175,13 @@ def _per_row(values: torch.Tensor, steps: torch.Tensor, like: torch.Tensor) -> t
 
 
 def kernel_sigmas(kernel: Kernel) -> torch.Tensor:
-    """Per-step noise scales ``sigma_n`` (N,) float64 of a kernel (they do not depend on the state)."""
+    """Per-step noise scales ``sigma_n`` (N,) float64 of a kernel (they do not depend on the state); a fresh copy."""
+    sigmas = _kernel_table(kernel, "sigmas", _probe_sigmas)
+    assert isinstance(sigmas, torch.Tensor)
+    return sigmas.clone()
+
+
+def _probe_sigmas(kernel: Kernel) -> torch.Tensor:
     probe = torch.zeros(1, 1, dtype=torch.float64)
     return torch.tensor(
         [float(kernel.transition(probe, probe, step).sigma) for step in range(kernel.num_steps)], dtype=torch.float64

@@ -86,6 +86,19 @@ def test_kernel_sigmas_and_grouped_means() -> None:
         ModelChain(DATA.as_model(kernel), "ddpm")  # type: ignore[arg-type]
 
 
+def test_kernel_tables_are_read_once_per_kernel_and_sigmas_are_copies() -> None:
+    kernel = DDPMKernel(linear_schedule(1000), num_steps=6)
+    assert linear_coefficients(kernel) is linear_coefficients(kernel)
+    sigmas = kernel_sigmas(kernel)
+    probe = torch.zeros(1, 1, dtype=torch.float64)
+    expected = [float(kernel.transition(probe, probe, n).sigma) for n in range(6)]
+    assert sigmas.tolist() == pytest.approx(expected, rel=1e-12)
+    sigmas[0] = -1.0  # a caller's copy: the next caller is not affected
+    assert float(kernel_sigmas(kernel)[0]) == pytest.approx(expected[0], rel=1e-12)
+    other = DDPMKernel(linear_schedule(1000), num_steps=7)  # another kernel gets its own tables
+    assert kernel_sigmas(other).shape == (7,) and linear_coefficients(other) is not linear_coefficients(kernel)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Drafter behaviour
 
