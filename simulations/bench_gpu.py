@@ -4,7 +4,8 @@
    (random weights, 32x32x4 latents), and of the first-k-block early exit.
 2. **Sampling**: for N DDPM steps, batch sizes, rules (token, block) and drafters (frozen, Free Drafter reuse, Free
    Drafter early exit, extrapolating), each with a fixed window and the adaptive policy (given the measured cost
-   curve), the wall time of speculative sampling against plain ancestral sampling of the same model, batch, seeds,
+   curve and the sampler's own time per round, measured once per cell: ``_Case.round_overhead``), the wall time of
+   speculative sampling against plain ancestral sampling of the same model, batch, seeds,
    precision and device, measured in the same process right before. Both run eagerly (no CUDA graphs, no
    torch.compile) under ``torch.no_grad``.
 3. **Perfect drafter** (draft = target, every step accepted): the time inside the draft's own calls is measured and
@@ -238,6 +239,7 @@ class _Case:
         states_device = torch.device("cpu") if host else device
         self.labels = torch.arange(batch, device=states_device) % 10
         self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(states_device)
+        self._round_overhead: float | None = None
 
     def generators(self) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(self.seed * 7919 + i) for i in range(self.batch)]
@@ -246,18 +248,20 @@ class _Case:
         with torch.no_grad():
             return timed(function, self.device)
 
-    def plain_seconds(self) -> float:
+    def plain_seconds(self, model: Model | None = None) -> float:
         conditioning = {"y": self.labels}
         return self._timed(
             lambda: sample_plain(
-                self.model, self.kernel, self.noise, generator=self.generators(), conditioning=conditioning
+                model or self.model, self.kernel, self.noise, generator=self.generators(), conditioning=conditioning
             )
         )[1]
 
-    def _sample(self, drafter: Drafter, policy: WindowPolicy, rule: Rule) -> tuple[SpeculativeResult, float]:
+    def _sample(
+        self, drafter: Drafter, policy: WindowPolicy, rule: Rule, model: Model | None = None
+    ) -> tuple[SpeculativeResult, float]:
         return self._timed(
             lambda: sample(
-                self.model,
+                model or self.model,
                 self.kernel,
                 self.noise,
                 drafter=drafter,
@@ -268,12 +272,34 @@ class _Case:
             )
         )
 
+    def round_overhead(self) -> float:
+        """The sampler's own extra time per speculative round over a plain step, in network calls on the batch.
+
+        Measured once per cell with the network timed (synchronized) inside the runs: the time outside the network per
+        round of a speculative run (reuse Free Drafter, window 8, block rule) minus the time outside the network per
+        step of a plain run, over the network's time per plain call. The adaptive policy charges it to every
+        speculative round (``AdaptiveWindow(round_overhead=...)``).
+        """
+        if self._round_overhead is None:
+            plain_model, speculative_model = TimedModel(self.model, self.device), TimedModel(self.model, self.device)
+            steps = self.kernel.num_steps
+            plain_wall = self.plain_seconds(plain_model)
+            result, wall = self._sample(FreeDrafter(), FixedWindow(8), "block", speculative_model)
+            plain_step = (plain_wall - plain_model.seconds) / steps
+            per_round = (wall - speculative_model.seconds) / result.rounds
+            self._round_overhead = max(0.0, per_round - plain_step) / (plain_model.seconds / steps)
+        return self._round_overhead
+
     def speculative(self, rule: Rule, drafter: str, window: str, cost: Callable[[int], float]) -> dict[str, Any]:
         steps = self.kernel.num_steps
         baseline = self.plain_seconds()
         policy: WindowPolicy
         if window == "adaptive":
-            policy = AdaptiveWindow(max_window=16, batch_cost=lambda m: cost(self.batch * m) / cost(self.batch))
+            policy = AdaptiveWindow(
+                max_window=16,
+                batch_cost=lambda m: cost(self.batch * m) / cost(self.batch),
+                round_overhead=self.round_overhead(),
+            )
         else:
             policy = FixedWindow(int(window))
         result, wall = self._sample(_drafter(drafter), policy, rule)
@@ -294,6 +320,7 @@ class _Case:
             "measured_steps_per_round": summary.measured_steps_per_round if summary else 1.0,
             "predicted_steps_per_round": summary.predicted_steps_per_round if summary else 1.0,
             "calibration_z": summary.z if summary else None,
+            "round_overhead": self._round_overhead if window == "adaptive" else None,
         }
 
     def perfect(self, window: int, cost: Callable[[int], float]) -> dict[str, Any]:

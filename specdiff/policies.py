@@ -14,6 +14,8 @@ rest of its batch. Exactness never depends on the window: any window chosen from
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -22,6 +24,15 @@ from theory.cost import BatchCost, constant_gap_block_gain, round_cost, target_b
 
 #: Gaps at which the block-over-token gain is tabulated for the adaptive policy.
 _GAIN_GRID = np.geomspace(1e-3, 30.0, 241)
+_LOG_GAIN_GRID = np.log(_GAIN_GRID)
+
+
+@functools.lru_cache(maxsize=32)
+def _gain_table(max_window: int) -> npt.NDArray[np.float64]:
+    """``constant_gap_block_gain`` on the grid (G, W + 1), computed once per window (it takes ~10 ms); read-only."""
+    table = constant_gap_block_gain(_GAIN_GRID, max_window)
+    table.setflags(write=False)
+    return table
 
 
 class WindowPolicy:
@@ -97,6 +108,11 @@ class AdaptiveWindow(WindowPolicy):
     tolerance : float
         The smallest window whose predicted speedup is within this relative tolerance of the best is chosen, so a
         draft that is never accepted (all windows predicted alike) gives plain steps.
+    round_overhead : float
+        The sampler's own extra cost of a speculative round over a plain step (drafting, verification, bookkeeping),
+        in units of one target call on one state per sample, ``c(1)``; added to every speculative round's cost like a
+        per-round draft cost. 0 (the default) counts the network only. Measure it on the device where the
+        sampler's own time matters (a small network on a GPU); it does not depend on the window here.
 
     Notes
     -----
@@ -114,6 +130,7 @@ class AdaptiveWindow(WindowPolicy):
         initial_window: int | None = None,
         probe_every: int = 8,
         tolerance: float = 0.0,
+        round_overhead: float = 0.0,
     ):
         initial_window = max_window if initial_window is None else initial_window
         counts = {"max_window": max_window, "initial_window": initial_window, "probe_every": probe_every}
@@ -124,14 +141,17 @@ class AdaptiveWindow(WindowPolicy):
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing!r}")
         if not 0.0 <= tolerance < 1.0:
             raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
+        if not (np.isfinite(round_overhead) and round_overhead >= 0.0):
+            raise ValueError(f"round_overhead must be finite and >= 0, got {round_overhead!r}")
         self.tolerance = float(tolerance)
+        self.round_overhead = float(round_overhead)
         self.max_window = int(max_window)
         self.batch_cost: BatchCost = flat_cost if batch_cost is None else batch_cost
         target_batch_cost(self.batch_cost, self.max_window + 1)  # the curve must cover the largest window
         self.smoothing = float(smoothing)
         self.initial_window = min(int(initial_window), self.max_window)
         self.probe_every = int(probe_every)
-        self._gain_table = constant_gap_block_gain(_GAIN_GRID, self.max_window)  # (G, W + 1)
+        self._gain_table = _gain_table(self.max_window)  # (G, W + 1)
         self.reset(0, 0.0, 0.0)
 
     def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float, rule: str = "block") -> None:
@@ -139,6 +159,7 @@ class AdaptiveWindow(WindowPolicy):
         self.draft_cost_per_step = float(draft_cost_per_step)
         self.draft_cost_per_round = float(draft_cost_per_round)
         self.probes_plain_steps = self.draft_cost_per_step == 0.0 and self.draft_cost_per_round == 0.0
+        self._costs = self._round_costs()
         #: Running average of the gap per sample and window position, NaN where never observed.
         self.gaps: npt.NDArray[np.float64] = np.full((batch, self.max_window), np.nan)
         self.plain_steps = np.zeros(batch, dtype=np.int64)
@@ -158,10 +179,10 @@ class AdaptiveWindow(WindowPolicy):
         if seen.any():
             profiles = self._profiles(index[seen])
             speedups = token_window_speedups(
-                profiles, self.batch_cost, self.draft_cost_per_step, draft_cost_per_round=self.draft_cost_per_round
+                profiles, self.batch_cost, self.draft_cost_per_step, draft_cost_per_round=self._per_round_cost
             )
             if self.rule == "block":
-                costs = self._round_costs()
+                costs = self._costs
                 steps = _block_steps(speedups * costs[None, :], self._block_gains(profiles))
                 speedups = steps / costs[None, :]
             # The smallest window within `tolerance` of the best: a draft that is never accepted gives a plain step.
@@ -173,10 +194,15 @@ class AdaptiveWindow(WindowPolicy):
         self.plain_steps[index] = np.where(choice == 0, self.plain_steps[index] + 1, 0)
         return torch.from_numpy(choice)
 
+    @property
+    def _per_round_cost(self) -> float:
+        """Everything a speculative round costs beyond its target call and its drafted steps, in c(1) units."""
+        return self.draft_cost_per_round + self.round_overhead
+
     def _round_costs(self) -> npt.NDArray[np.float64]:
         """Round cost of each window 0..W relative to a plain step (the factor between steps and speedups)."""
         plain = target_batch_cost(self.batch_cost, 1)
-        per_step, per_round = self.draft_cost_per_step, self.draft_cost_per_round
+        per_step, per_round = self.draft_cost_per_step, self._per_round_cost
         windows = range(self.max_window + 1)
         costs = [round_cost(w, self.batch_cost, per_step, draft_cost_per_round=per_round) for w in windows]
         return np.array(costs) / plain
@@ -186,10 +212,12 @@ class AdaptiveWindow(WindowPolicy):
         window's positions, interpolated in ``log delta`` on a fixed grid."""
         mean_gaps = np.cumsum(profiles, axis=1) / np.arange(1, self.max_window + 1)[None, :]
         logs = np.log(np.clip(mean_gaps, _GAIN_GRID[0], _GAIN_GRID[-1]))
-        columns = [
-            np.interp(logs[:, w], np.log(_GAIN_GRID), self._gain_table[:, w + 1]) for w in range(self.max_window)
-        ]
-        return np.stack(columns, axis=1)
+        # Linear interpolation in log delta, every window at once (np.interp, column by column, gives the same).
+        upper = np.clip(np.searchsorted(_LOG_GAIN_GRID, logs), 1, _GAIN_GRID.size - 1)
+        fraction = (logs - _LOG_GAIN_GRID[upper - 1]) / (_LOG_GAIN_GRID[upper] - _LOG_GAIN_GRID[upper - 1])
+        windows = np.arange(1, self.max_window + 1)[None, :]
+        below, above = self._gain_table[upper - 1, windows], self._gain_table[upper, windows]
+        return np.asarray(below + fraction * (above - below))
 
     def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
         index = rows.cpu().numpy()
@@ -200,7 +228,8 @@ class AdaptiveWindow(WindowPolicy):
         self.gaps[index, : observed.shape[1]] = np.where(fresh, blended, current)
 
     def __repr__(self) -> str:
-        return f"AdaptiveWindow(max_window={self.max_window})"
+        overhead = f", round_overhead={self.round_overhead:g}" if self.round_overhead else ""
+        return f"AdaptiveWindow(max_window={self.max_window}{overhead})"
 
 
 def _block_steps(token_steps: npt.NDArray[np.float64], gains: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

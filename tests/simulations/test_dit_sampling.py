@@ -72,6 +72,12 @@ def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
         assert record["speedup"] == pytest.approx(record["baseline_wall_seconds"] / record["wall_seconds"])
     perfect = [r for r in payload["records"] if r["drafter"] == "perfect"]
     assert perfect and all(r["target_calls"] <= r["steps"] for r in perfect)
+    # The adaptive policy is given the sampler's own time per round, measured once per cell (one value per cell).
+    adaptive = [r for r in payload["records"] if r["window"] == "adaptive"]
+    assert adaptive and len({r["round_overhead"] for r in adaptive}) == 1 and adaptive[0]["round_overhead"] >= 0.0
+    assert all(
+        r["round_overhead"] is None for r in payload["records"] if r["window"] == "4" and r["drafter"] != "perfect"
+    )
     assert {curve["model"] for curve in payload["cost_curves"]} == {"digits"}
 
 

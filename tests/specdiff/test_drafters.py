@@ -304,11 +304,46 @@ def test_adaptive_window_choices() -> None:
     linear.reset(2, 0.0, 0.0)
     linear.observe(torch.tensor([0, 1]), torch.tensor([[0.01, 0.01], [1.0, 1.0]]))
     assert linear.windows(torch.tensor([0, 1])).tolist() == [0, 0]
-    for bad in ({"max_window": 0}, {"smoothing": 0.0}, {"initial_window": -1}, {"tolerance": 1.0}):
+    bads = ({"max_window": 0}, {"smoothing": 0.0}, {"initial_window": -1}, {"tolerance": 1.0}, {"round_overhead": -1})
+    for bad in bads:
         with pytest.raises(ValueError):
             AdaptiveWindow(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="beyond"):
         AdaptiveWindow(max_window=8, batch_cost=np.ones(4))
+
+
+def test_block_gains_interpolate_the_shared_table_like_np_interp() -> None:
+    from specdiff.policies import _GAIN_GRID
+
+    policy = AdaptiveWindow(max_window=16)
+    assert policy._gain_table is AdaptiveWindow(max_window=16)._gain_table  # computed once per window
+    assert not policy._gain_table.flags.writeable
+    profiles = np.exp(np.random.default_rng(0).uniform(-9.0, 4.0, size=(50, 16)))  # beyond both ends of the grid too
+    mean_gaps = np.cumsum(profiles, axis=1) / np.arange(1, 17)[None, :]
+    logs = np.log(np.clip(mean_gaps, _GAIN_GRID[0], _GAIN_GRID[-1]))
+    expected = np.stack(
+        [np.interp(logs[:, w], np.log(_GAIN_GRID), policy._gain_table[:, w + 1]) for w in range(16)], axis=1
+    )
+    np.testing.assert_allclose(policy._block_gains(profiles), expected, rtol=1e-13, atol=1e-14)
+
+
+def test_round_overhead_is_charged_to_every_speculative_round() -> None:
+    gaps = torch.tensor([[0.3, 0.3, 0.3, 0.3]])
+    choices = {}
+    for overhead in (0.0, 1.0, 2.5, 3.0, 50.0):
+        policy = AdaptiveWindow(max_window=4, round_overhead=overhead)
+        policy.reset(1, 0.0, 0.0, "token-reflection")
+        policy.observe(torch.tensor([0]), gaps)
+        choices[overhead] = int(policy.windows(torch.tensor([0]))[0])
+        # The same prediction as a per-round draft cost of the same size.
+        as_draft = AdaptiveWindow(max_window=4)
+        as_draft.reset(1, 0.0, overhead, "token-reflection")
+        as_draft.observe(torch.tensor([0]), gaps)
+        assert np.allclose(as_draft._round_costs(), policy._round_costs())
+    # Flat network cost: the largest window is best whatever the fixed per-round charge, until speculation stops
+    # paying: alpha(0.3) = 0.88 gives 1 + 0.88 + ... + 0.88^4 = 3.93 steps per round for 1 + overhead calls.
+    assert [choices[h] for h in (0.0, 1.0, 2.5)] == [4, 4, 4] and choices[3.0] == 0 and choices[50.0] == 0
+    assert "round_overhead=3" in repr(AdaptiveWindow(round_overhead=3.0))
 
 
 def test_adaptive_policy_falls_back_to_plain_steps_with_a_useless_draft() -> None:
