@@ -385,6 +385,9 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
     lengths = torch.where(drafter.ready(active), torch.minimum(wanted, context.runs[base]), 0)
     stochastic_root = sigmas[base] > 0
     longest = int(lengths.max())
+    if longest == 0:
+        _plain_round(context, state, position, result, active, base, stochastic_root)
+        return
 
     # Each sample's randomness from its own streams: (L + 1) d normals and, when L >= 1, L + 1 uniforms (a plain
     # stochastic step takes d normals, a deterministic one nothing). Row r's noise for window state j is noise[r, j].
@@ -431,6 +434,41 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
     if speculating.numel():
         window = _Speculated(active, base, lengths, states, draft_means, targets, outputs, noise, uniforms)
         _verify_and_commit(context, state, position, result, window.rows(speculating, count))
+
+
+def _plain_round(
+    context: _Context,
+    state: torch.Tensor,
+    position: torch.Tensor,
+    result: SpeculativeResult,
+    active: torch.Tensor,
+    base: torch.Tensor,
+    stochastic_root: torch.Tensor,
+) -> None:
+    """A round in which every active sample takes a plain step (window 0): the general round without its windows.
+
+    It draws, evaluates and commits exactly what the general round does with every window 0 (d normals per
+    stochastic root, no uniforms; one target call on the roots), so the samples are bitwise the same.
+    """
+    count = int(active.shape[0])
+    event = tuple(state.shape[1:])
+    normals = context.streams.normals(active, torch.where(stochastic_root, math.prod(event), 0))
+    roots = state[active]
+    means, predictions = context.evaluate(roots, base, active)
+    result.target_calls += 1
+    result.target_evaluations += count
+    result.rounds += 1
+    # Width-1 windows (k, 1, ...) as views, in the layout the general round hands to _plain_step.
+    states, targets, outputs = roots[:, None], means.to(state.dtype)[:, None], predictions[:, None]
+    if not bool(stochastic_root.all()):
+        deterministic = torch.nonzero(~stochastic_root).squeeze(1)
+        state[active[deterministic]] = targets[deterministic, 0]
+        position[active[deterministic]] += 1
+        context.drafter.observe(active[deterministic], base[deterministic], outputs[deterministic, 0])
+    plain = torch.nonzero(stochastic_root).squeeze(1)
+    if plain.numel():
+        noise = normals.reshape(count, *event)[plain].to(state.device)
+        _plain_step(context, state, position, result, active, base, states, targets, outputs, plain, noise)
 
 
 def _evaluate_windows(
