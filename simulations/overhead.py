@@ -8,7 +8,8 @@ gives the overhead and the model time per evaluated state, so the fraction for a
 ``overhead / (overhead + model)`` per state. The time to draw the d normals of one state (any exact sampler draws
 at least that per evaluated state) is measured as the floor. A cProfile of the speculative runs splits the wall
 time into the model, the random streams, drafting, verification, the window policy and the rest, and lists the
-largest own times.
+largest own times. ``speculative-plain-steps`` runs the speculative sampler with :class:`PlainSteps` (window 0
+every round, bitwise the samples of plain sampling): what the machinery costs once an adaptive policy has fallen back.
 
 The exact mixture denoiser allocates a few MB per call; with glibc's default dynamic mmap threshold those pages are
 returned to the system and faulted in again on the next call, which made the model's own time vary threefold from
@@ -36,7 +37,7 @@ import torch
 from simulations.common import initial_noise, make_kernel, mixture_problem, script_arguments, write_results
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.drafters import FreeDrafter
-from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
+from specdiff.policies import AdaptiveWindow, FixedWindow, PlainSteps, WindowPolicy
 from specdiff.sampler import sample, sample_plain
 from specdiff.timing import TimedModel, median_seconds
 
@@ -168,9 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         measurements.append(_measure(config, "plain", None, arguments.seed))
         measurements.append(_measure(config, "speculative-window-8", FixedWindow(8), arguments.seed))
         measurements.append(_measure(config, "speculative-adaptive", AdaptiveWindow(), arguments.seed))
+        measurements.append(_measure(config, "speculative-plain-steps", PlainSteps(), arguments.seed))
     for measurement in measurements:
         print(
-            f"{measurement.sampler:<22} wall {measurement.wall_seconds:6.2f}s  model {measurement.model_seconds:6.2f}s"
+            f"{measurement.sampler:<24} wall {measurement.wall_seconds:6.2f}s  model {measurement.model_seconds:6.2f}s"
             f"  overhead {100 * measurement.overhead_fraction:5.1f}%  calls {measurement.target_calls}"
             f"  per state: overhead {measurement.overhead_microseconds_per_state:5.2f} us,"
             f" model {measurement.model_microseconds_per_state:5.2f} us"

@@ -4,6 +4,8 @@ A policy decides per sample, from that sample's own history only, so a sample's 
 rest of its batch. Exactness never depends on the window: any window chosen from the past is fine.
 
 - :class:`FixedWindow`: always the same window.
+- :class:`PlainSteps`: always window 0, plain steps through the speculative sampler (what a fallen-back adaptive
+  policy costs; bitwise the same samples as plain sampling).
 - :class:`AdaptiveWindow`: the Free Drafter's heuristic scheduling (DESIGN §5). It keeps, per sample and per window
   position, an exponentially weighted average of the gaps ``delta`` observed so far, and picks the window that
   maximizes the predicted speedup of :func:`theory.cost.token_window_speedups` under the given cost model. Window 0
@@ -79,6 +81,22 @@ class FixedWindow(WindowPolicy):
 
     def __repr__(self) -> str:
         return f"FixedWindow({self.window})"
+
+
+class PlainSteps(WindowPolicy):
+    """Always window 0: every round is a plain step, taken through the speculative sampler.
+
+    The samples are bitwise those of plain sampling with the same generators; the difference in wall time is what
+    the speculative machinery costs when it does not speculate (the floor of a policy that has fallen back).
+    """
+
+    max_window = 1
+
+    def windows(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(rows.shape, dtype=torch.long)
+
+    def __repr__(self) -> str:
+        return "PlainSteps()"
 
 
 def flat_cost(states: int) -> float:

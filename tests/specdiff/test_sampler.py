@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from specdiff.policies import WindowPolicy
+from specdiff.policies import PlainSteps
 from specdiff.sampler import plain_chain, speculative_chain
 from specdiff.verify import RULES, Rule
 from tests.specdiff.chain import AffineChain
@@ -159,15 +159,6 @@ def test_exactness_check_rejects_reflection_in_the_block_rule(monkeypatch: pytes
     assert min(_final_pvalues("block")) < ALPHA / 2
 
 
-class _PlainSteps(WindowPolicy):
-    """A window policy that always asks for plain steps (window 0)."""
-
-    max_window = 1
-
-    def windows(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(rows.shape, dtype=torch.long)
-
-
 def test_rounds_of_plain_steps_are_bitwise_plain_sampling() -> None:
     from specdiff.drafters import FreeDrafter, FrozenDrafter, kernel_sigmas
     from specdiff.kernels import DDPMKernel, linear_schedule
@@ -178,7 +169,7 @@ def test_rounds_of_plain_steps_are_bitwise_plain_sampling() -> None:
     assert float(kernel_sigmas(kernel)[-1]) == 0.0  # the last step is deterministic: both branches run
     noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     conditioning = {"y": torch.tensor([1, 4, 7])}
-    policy = _PlainSteps()
+    policy = PlainSteps()
     with torch.no_grad():
         plain = sample_plain(
             model, kernel, noise, generator=torch.Generator().manual_seed(5), conditioning=conditioning
