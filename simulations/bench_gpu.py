@@ -18,9 +18,10 @@ to the GPU (:class:`specdiff.placement.DeviceModel`), plain and speculative samp
 of a few hundred small operations costs less on the host than as kernel launches.
 
 Records are flat JSON (``model, steps, batch, rule, drafter, window, target_calls, wall_seconds,
-baseline_wall_seconds, speedup, device, commit`` and more). Presets: ``gpu`` (the H100 run, under 8 minutes),
-``gpu-host`` (the same runs with the states on the host, without the large models' curves, which do not depend on
-the placement), ``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
+baseline_wall_seconds, speedup, device, commit`` and more). Presets: ``gpu`` (the H100 run: 412 s before the
+per-cell measurement of the sampler's own time per round was added, which adds one plain and one speculative run
+per cell), ``gpu-host`` (the same runs with the states on the host, without the large models' curves, which do not
+depend on the placement), ``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
 
 The JSON is rewritten after every record with ``"complete": false``, so a run that is stopped keeps what it measured;
 ``--max-seconds`` starts no new (N, batch) cell after that many seconds (the file then says ``"complete": false``).
