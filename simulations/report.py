@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simulations.provenance import REPOSITORY_ROOT
 
 README = REPOSITORY_ROOT / "README.md"
@@ -241,6 +243,42 @@ def _efficiencies(bench: dict[str, Any]) -> str:
     return ", ".join(f"N={r['steps']} B={r['batch']} L={r['window']}: {100 * r['efficiency']:.0f}%" for r in perfect)
 
 
+def _sampler_time(bench: dict[str, Any]) -> str:
+    """The sampler's own time per round and per plain step, from the perfect-drafter records and the digits curve.
+
+    Per round: wall time minus the draft's (measured) time minus ``rounds x c(B (L + 1))``; per plain step: the
+    baseline's wall time minus ``N c(B)``, over N. Empty when the run has no perfect-drafter record.
+    """
+    perfect = [r for r in bench["records"] if r["drafter"] == "perfect"]
+    if not perfect:
+        return ""
+    digits = [c for c in bench["cost_curves"] if c["model"] == "digits"]
+    curve = max(digits, key=lambda c: c["blocks"])  # the full network, not an early exit
+
+    def cost(states: int) -> float:
+        return float(np.interp(states, curve["batches"], curve["seconds"]))
+
+    rounds = [
+        (r["wall_seconds"] - r["draft_seconds"] - r["target_calls"] * cost(r["batch"] * (int(r["window"]) + 1)))
+        / r["target_calls"]
+        for r in perfect
+    ]
+    steps = [(r["baseline_wall_seconds"] - r["steps"] * cost(r["batch"])) / r["steps"] for r in perfect]
+    return (
+        f"the sampler's own time per speculative round {1e3 * min(rounds):.1f}–{1e3 * max(rounds):.1f} ms and per "
+        f"plain step {1e3 * min(steps):.2f}–{1e3 * max(steps):.2f} ms (perfect-drafter records: wall time less the "
+        f"draft's time and the network's time from the cost curve)"
+    )
+
+
+def _baseline_spread(bench: dict[str, Any]) -> float:
+    """Largest ratio between the plain baselines timed in one (N, batch) cell: the run-to-run timing noise."""
+    cells: dict[tuple[int, int], list[float]] = {}
+    for record in bench["records"]:
+        cells.setdefault((record["steps"], record["batch"]), []).append(record["baseline_wall_seconds"])
+    return max(max(times) / min(times) for times in cells.values())
+
+
 def _bench_text(bench: dict[str, Any]) -> str:
     device = bench["records"][0]["device"] if bench["records"] else "?"
     rows = [
@@ -300,7 +338,14 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"- {labels[name]}: `python -m simulations.bench_gpu --preset {run['preset']}` on **{device}** "
             f"({_commit_note(results, name, run)}; {run['seconds']:.0f} s{done}). Perfect-drafter efficiency "
-            f"(speedup without the draft's time / ideal): {_efficiencies(run)}."
+            f"(speedup without the draft's time / ideal): {_efficiencies(run)}; {_sampler_time(run)}; the plain "
+            f"baselines timed within one cell differ by up to {_baseline_spread(run):.2f}x."
+        )
+    cpu = _load(results, "bench_cpu.json")
+    if cpu is not None and _sampler_time(cpu):
+        lines.append(
+            f"- for comparison, the CPU run (`results/bench_cpu.json`, commit `{cpu['commit'][:10]}`, network on the "
+            f"CPU): {_sampler_time(cpu)}."
         )
     return (
         "GPU benchmark; speedup = plain wall time / speculative wall time, measured in the same process with the "
