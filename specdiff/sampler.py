@@ -423,10 +423,7 @@ def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, resul
 
     deterministic = torch.nonzero((lengths == 0) & ~stochastic_root).squeeze(1)
     if deterministic.numel():
-        # A deterministic step (sigma 0): take it plainly from the batched call.
-        state[active[deterministic]] = targets[deterministic, 0]
-        position[active[deterministic]] += 1
-        drafter.observe(active[deterministic], base[deterministic], outputs[deterministic, 0])
+        _deterministic_step(context, state, position, active, base, targets, outputs, deterministic)
     plain = torch.nonzero((lengths == 0) & stochastic_root).squeeze(1)
     if plain.numel():
         _plain_step(context, state, position, result, active, base, states, targets, outputs, plain, noise[plain, 0])
@@ -462,13 +459,28 @@ def _plain_round(
     states, targets, outputs = roots[:, None], means.to(state.dtype)[:, None], predictions[:, None]
     if not bool(stochastic_root.all()):
         deterministic = torch.nonzero(~stochastic_root).squeeze(1)
-        state[active[deterministic]] = targets[deterministic, 0]
-        position[active[deterministic]] += 1
-        context.drafter.observe(active[deterministic], base[deterministic], outputs[deterministic, 0])
+        _deterministic_step(context, state, position, active, base, targets, outputs, deterministic)
     plain = torch.nonzero(stochastic_root).squeeze(1)
     if plain.numel():
         noise = normals.reshape(count, *event)[plain].to(state.device)
         _plain_step(context, state, position, result, active, base, states, targets, outputs, plain, noise)
+
+
+def _deterministic_step(
+    context: _Context,
+    state: torch.Tensor,
+    position: torch.Tensor,
+    active: torch.Tensor,
+    base: torch.Tensor,
+    targets: torch.Tensor,
+    outputs: torch.Tensor,
+    members: torch.Tensor,
+) -> None:
+    """Rows ``members`` whose step is deterministic (sigma 0): take it plainly from the batched call's column 0."""
+    rows = active[members]
+    state[rows] = targets[members, 0]
+    position[rows] += 1
+    context.drafter.observe(rows, base[members], outputs[members, 0])
 
 
 def _evaluate_windows(
