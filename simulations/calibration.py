@@ -39,7 +39,7 @@ from simulations.common import (
     script_arguments,
     write_results,
 )
-from simulations.controls import negative_control
+from simulations.controls import rule_with_control
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.diagnostics import PositionRow, calibrate_run
 from specdiff.policies import FixedWindow
@@ -101,16 +101,15 @@ def calibrate(
     """Run the sampler on one configuration and calibrate it (``control``: see the module docstring)."""
     problem = gaussian_problem(dimension) if problem_name == "gaussian" else mixture_problem(dimension)
     kernel = make_kernel("ddpm", config.steps)
-    with negative_control("first-failure" if control == "first-failure" else None):
-        result = sample(
-            problem.data.as_model(kernel),
-            kernel,
-            initial_noise(kernel, config.samples, dimension, seed),
-            drafter=make_drafter(drafter, problem, kernel),
-            window=FixedWindow(config.window),
-            rule=rule,
-            generator=torch.Generator().manual_seed(seed + 1),
-        )
+    result = sample(
+        problem.data.as_model(kernel),
+        kernel,
+        initial_noise(kernel, config.samples, dimension, seed),
+        drafter=make_drafter(drafter, problem, kernel),
+        window=FixedWindow(config.window),
+        rule=rule_with_control(rule, "first-failure" if control == "first-failure" else None),
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
     summary = calibrate_run(result, rule, delta_scale=0.5 if control == "scaled-delta" else 1.0)
     return Calibration(
         problem=problem_name,

@@ -47,13 +47,13 @@ from simulations.common import (
     script_arguments,
     write_results,
 )
-from simulations.controls import CONTROLS, negative_control
+from simulations.controls import CONTROLS, rule_with_control
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.models.gmm import gaussian_chain_marginals, perturbed
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import sample, sample_plain
 from specdiff.stats import compare_samplers, ks_one_sample_projection, random_directions
-from specdiff.verify import RULES, Rule
+from specdiff.verify import RULES, Rule, VerificationRule
 
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "exactness.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "exactness.json"
@@ -147,7 +147,7 @@ def _speculate(
     problem: Problem,
     kernel_name: str,
     drafter: str,
-    rule: Rule,
+    rule: Rule | VerificationRule,
     policy: WindowPolicy,
     samples: int,
     steps: int,
@@ -206,8 +206,9 @@ def _closed_form_check(
     else:
         problem, steps = control_problem(dimension), config.control_steps
         samples, policy = config.control_samples, FixedWindow(4)
-    with negative_control(control):
-        draws, calls = _speculate(problem, kernel_name, drafter, rule, policy, samples, steps, seed)
+    draws, calls = _speculate(
+        problem, kernel_name, drafter, rule_with_control(rule, control), policy, samples, steps, seed
+    )
     p_value, quantiles = closed_form_pvalue(problem, kernel_name, steps, draws, seed + 2)
     return Check(
         family="closed-form" if control is None else "control",

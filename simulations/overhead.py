@@ -74,9 +74,9 @@ class Measurement:
 #: Parts of a profiled run: (label, [(file name, function name), ...]) whose cumulative times are added up.
 PARTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("model", (("timing.py", "__call__"),)),
-    ("random streams", (("randomness.py", "normals"), ("randomness.py", "uniforms"))),
+    ("random streams", (("randomness.py", "counter_uniforms"), ("randomness.py", "counter_normals"))),
     ("drafting", (("drafters.py", "draft"),)),
-    ("verification", (("verify.py", "apply_rule"),)),
+    ("verification", (("verify.py", "verify"),)),
     ("window policy", (("policies.py", "windows"), ("policies.py", "observe"))),
 )
 

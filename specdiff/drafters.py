@@ -22,170 +22,11 @@ each sample's committed trajectory (:meth:`Drafter.observe`). The drafters:
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import torch
 
-from specdiff.kernels import Kernel
-
-Model = Callable[..., torch.Tensor]
-"""``model(x, t, **conditioning) -> prediction``: x (M, *event) the kernel's model input, t (M,) timesteps."""
-
-
-def _grouped(
-    function: Callable[[torch.Tensor, int], torch.Tensor], states: torch.Tensor, steps: torch.Tensor
-) -> torch.Tensor:
-    """Apply a per-step function ``function(x, step_index)`` to rows grouped by their step index (M,)."""
-    unique = torch.unique(steps)
-    if unique.numel() == 1:
-        return function(states, int(unique[0]))
-    output = torch.empty_like(states)
-    for step in unique.tolist():
-        rows = torch.nonzero(steps == step).squeeze(1)
-        output[rows] = function(states[rows], int(step))
-    return output
-
-
-@dataclass
-class ModelChain:
-    """A diffusion model seen as a Gaussian Markov chain: the model, its kernel and the per-sample conditioning.
-
-    Parameters
-    ----------
-    model : callable
-        ``model(x, t, **conditioning) -> prediction`` with x (M, *event), t (M,) training timesteps.
-    kernel : Kernel
-        Turns a prediction into the step's Gaussian transition.
-    conditioning : mapping of str to Tensor, optional
-        Per-sample keyword arguments of the model, each of shape (B, ...); rows are selected per call.
-    """
-
-    model: Model
-    kernel: Kernel
-    conditioning: Mapping[str, torch.Tensor] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.kernel, Kernel):
-            raise ValueError(f"kernel must be a specdiff.kernels.Kernel, got {type(self.kernel).__name__}")
-        if not callable(self.model):
-            raise ValueError("model must be callable")
-        self._linear = None if self.kernel.clip_sample else linear_coefficients(self.kernel)
-
-    def _arguments(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: value[rows.to(value.device)] for name, value in self.conditioning.items()}
-
-    def _inputs(self, states: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._linear is not None:
-            inputs = _per_row(self._linear.input_scale, steps, states) * states
-        else:
-            inputs = _grouped(self.kernel.model_input, states, steps)
-        return inputs, self.kernel.timesteps.to(states.device)[steps.to(states.device)]
-
-    def predict(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The model prediction at ``states`` (M, *event) for steps (M,) of samples ``rows`` (M,)."""
-        inputs, timesteps = self._inputs(states, steps)
-        return self.model(inputs, timesteps, **self._arguments(rows))
-
-    def predict_first_blocks(
-        self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, blocks: int
-    ) -> torch.Tensor:
-        """The early-exit prediction ``model.forward_first_k(x, t, k=blocks, **conditioning)``."""
-        forward_first_k = getattr(self.model, "forward_first_k", None)
-        if forward_first_k is None:
-            raise ValueError("early exit needs a model with a forward_first_k(x, t, ..., k) method")
-        inputs, timesteps = self._inputs(states, steps)
-        return forward_first_k(inputs, timesteps, k=blocks, **self._arguments(rows))
-
-    def means(self, states: torch.Tensor, predictions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        """Transition means ``mu_n(x)`` (M, *event) from states and predictions (M, *event), steps (M,)."""
-        predictions = predictions.to(states.dtype)
-        if self._linear is not None:
-            state_part = _per_row(self._linear.state_coefficient, steps, states) * states
-            return state_part + _per_row(self._linear.prediction_coefficient, steps, states) * predictions
-        unique = torch.unique(steps)
-        if unique.numel() == 1:
-            return self.kernel.transition(states, predictions, int(unique[0])).mean
-        output = torch.empty_like(states)
-        for step in unique.tolist():
-            rows = torch.nonzero(steps == step).squeeze(1)
-            output[rows] = self.kernel.transition(states[rows], predictions[rows], int(step)).mean
-        return output
-
-    def evaluate(
-        self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One target call: ``(means, predictions)``, each (M, *event)."""
-        predictions = self.predict(states, steps, rows)
-        return self.means(states, predictions, steps), predictions
-
-
-@dataclass(frozen=True)
-class LinearCoefficients:
-    """Per-step coefficients (N,) float64 of a kernel whose steps are linear in the state and the prediction:
-    ``model_input = input_scale[n] x`` and ``mean = state_coefficient[n] x + prediction_coefficient[n] prediction``.
-    """
-
-    input_scale: torch.Tensor
-    state_coefficient: torch.Tensor
-    prediction_coefficient: torch.Tensor
-
-
-# Per-step tables read off a kernel, kept as long as the kernel lives: a kernel is fixed once built (it precomputes
-# its own per-step values at construction), and probing it step by step costs milliseconds per sampling call.
-_KERNEL_TABLES: weakref.WeakKeyDictionary[Kernel, dict[str, object]] = weakref.WeakKeyDictionary()
-
-
-def _kernel_table(kernel: Kernel, name: str, compute: Callable[[Kernel], object]) -> object:
-    tables = _KERNEL_TABLES.setdefault(kernel, {})
-    if name not in tables:
-        tables[name] = compute(kernel)
-    return tables[name]
-
-
-def linear_coefficients(kernel: Kernel) -> LinearCoefficients:
-    """Read the coefficients of every step off the kernel by probing it with unit inputs (once per kernel).
-
-    Every kernel here is linear in ``(x, prediction)`` without ``clip_sample`` (DDPM, DDIM, Euler-Maruyama and Euler
-    ancestral means are linear combinations of ``x`` and ``x0`` / ``eps``, themselves linear in both), so a batch of
-    rows at different steps is computed in one vectorized expression instead of one kernel call per step.
-    """
-    if kernel.clip_sample:
-        raise ValueError("clip_sample makes the kernel non-linear")
-    coefficients = _kernel_table(kernel, "linear", _probe_linear_coefficients)
-    assert isinstance(coefficients, LinearCoefficients)
-    return coefficients
-
-
-def _probe_linear_coefficients(kernel: Kernel) -> LinearCoefficients:
-    one, zero = torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
-    scales, state, prediction = [], [], []
-    for step in range(kernel.num_steps):
-        scales.append(float(kernel.model_input(one, step)[0, 0]))
-        state.append(float(kernel.transition(one, zero, step).mean[0, 0]))
-        prediction.append(float(kernel.transition(zero, one, step).mean[0, 0]))
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
-    return LinearCoefficients(as_tensor(scales), as_tensor(state), as_tensor(prediction))
-
-
-def _per_row(values: torch.Tensor, steps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``values[steps]`` shaped (M, 1, ..., 1) to broadcast against ``like`` (M, *event), in its dtype."""
-    return values[steps.cpu()].to(device=like.device, dtype=like.dtype)[(...,) + (None,) * (like.dim() - 1)]
-
-
-def kernel_sigmas(kernel: Kernel) -> torch.Tensor:
-    """Per-step noise scales ``sigma_n`` (N,) float64 of a kernel (they do not depend on the state); a fresh copy."""
-    sigmas = _kernel_table(kernel, "sigmas", _probe_sigmas)
-    assert isinstance(sigmas, torch.Tensor)
-    return sigmas.clone()
-
-
-def _probe_sigmas(kernel: Kernel) -> torch.Tensor:
-    probe = torch.zeros(1, 1, dtype=torch.float64)
-    return torch.tensor(
-        [float(kernel.transition(probe, probe, step).sigma) for step in range(kernel.num_steps)], dtype=torch.float64
-    )
+from specdiff.chain import Model, ModelChain
 
 
 class Drafter:
@@ -205,14 +46,16 @@ class Drafter:
     draft_cost_per_step: float = 0.0
     draft_cost_per_round: float = 0.0
 
-    def reset(self, batch: int, chain: ModelChain | None) -> None:
-        """Start a new batch of ``batch`` samples (clears any per-sample memory)."""
+    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
+        """Start a new batch of ``batch`` samples whose states live on ``device`` (clears any per-sample memory)."""
         self.batch = batch
         self.chain = chain
+        self.device = torch.device(device)
 
     def ready(self, rows: torch.Tensor) -> torch.Tensor:
-        """Which samples ``rows`` (k,) can be drafted for now, (k,) bool (a reuse draft needs one evaluation)."""
-        return torch.ones(rows.shape, dtype=torch.bool)
+        """Which samples ``rows`` (k,) can be drafted for now, (k,) bool on the rows' device (a reuse draft needs one
+        evaluation)."""
+        return torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
 
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
         """Draft means (M, *event) of steps (M,) from the states (M, *event) of samples ``rows`` (M,).
@@ -221,10 +64,14 @@ class Drafter:
         """
         raise NotImplementedError
 
-    def observe(self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor) -> None:
-        """Record the target's predictions (k, *event) at committed states of samples ``rows`` for steps (k,).
+    def observe(
+        self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> None:
+        """Record the target's predictions (k, *event) at committed states of samples ``rows`` (k,) for steps (k,).
 
         Called in trajectory order after each verification pass (at most the last two evaluated states per sample).
+        ``mask`` (k,) bool, optional: only the rows where it is True are recorded (the others are passed so that the
+        shapes stay fixed from round to round); ``rows`` are distinct.
         """
 
     def _model_chain(self) -> ModelChain:
@@ -266,19 +113,28 @@ def _check_cost(value: float, name: str) -> float:
 
 
 class _PredictionMemory(Drafter):
-    """Keeps, per sample, the last two observed target predictions and their step indices."""
+    """Keeps, per sample, the last two observed target predictions and their step indices (on the states' device)."""
 
-    def reset(self, batch: int, chain: ModelChain | None) -> None:
-        super().reset(batch, chain)
+    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
+        super().reset(batch, chain, device)
         self._latest: torch.Tensor | None = None  # (B, *event)
         self._previous: torch.Tensor | None = None
-        self._latest_step = torch.full((batch,), -1, dtype=torch.long)
-        self._previous_step = torch.full((batch,), -1, dtype=torch.long)
+        self._latest_step = torch.full((batch,), -1, dtype=torch.long, device=self.device)
+        self._previous_step = torch.full((batch,), -1, dtype=torch.long, device=self.device)
 
     def ready(self, rows: torch.Tensor) -> torch.Tensor:
         return self._latest_step[rows] >= 0
 
-    def observe(self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor) -> None:
+    def _memory(self, rows: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latest and previous predictions of samples ``rows``; zeros (shaped as ``like``) before any
+        observation, for rows that are not :meth:`ready` and whose drafts the sampler masks."""
+        if self._latest is None or self._previous is None:
+            return torch.zeros_like(like), torch.zeros_like(like)
+        return self._latest[rows], self._previous[rows]
+
+    def observe(
+        self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> None:
         if self._latest is None:
             batch = self._latest_step.shape[0]
             self._latest = torch.zeros(
@@ -286,10 +142,16 @@ class _PredictionMemory(Drafter):
             )
             self._previous = torch.zeros_like(self._latest)
         assert self._previous is not None
-        self._previous[rows] = self._latest[rows]
-        self._previous_step[rows] = self._latest_step[rows]
-        self._latest[rows] = predictions
-        self._latest_step[rows] = steps.cpu()
+        latest, latest_step = self._latest[rows], self._latest_step[rows]
+        if mask is None:
+            self._previous[rows], self._previous_step[rows] = latest, latest_step
+            self._latest[rows], self._latest_step[rows] = predictions, steps
+            return
+        wide = mask.reshape((-1,) + (1,) * (predictions.dim() - 1))
+        self._previous[rows] = torch.where(wide, latest, self._previous[rows])
+        self._previous_step[rows] = torch.where(mask, latest_step, self._previous_step[rows])
+        self._latest[rows] = torch.where(wide, predictions.to(latest.dtype), latest)
+        self._latest_step[rows] = torch.where(mask, steps, latest_step)
 
 
 class FreeDrafter(_PredictionMemory):
@@ -316,8 +178,8 @@ class FreeDrafter(_PredictionMemory):
         self.name = "free-reuse" if exit_blocks is None else f"free-exit{exit_blocks}"
         self.draft_cost_per_step = 0.0 if self._given_cost is None else self._given_cost
 
-    def reset(self, batch: int, chain: ModelChain | None) -> None:
-        super().reset(batch, chain)
+    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
+        super().reset(batch, chain, device)
         if self.exit_blocks is not None:
             model = self._model_chain().model
             if getattr(model, "forward_first_k", None) is None:
@@ -332,7 +194,7 @@ class FreeDrafter(_PredictionMemory):
 
     def ready(self, rows: torch.Tensor) -> torch.Tensor:
         if self.exit_blocks is not None:
-            return torch.ones(rows.shape, dtype=torch.bool)
+            return torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
         return super().ready(rows)
 
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
@@ -340,8 +202,7 @@ class FreeDrafter(_PredictionMemory):
         if self.exit_blocks is not None:
             predictions = chain.predict_first_blocks(states, steps, rows, self.exit_blocks)
         else:
-            assert self._latest is not None
-            predictions = self._latest[rows]
+            predictions = self._memory(rows, states)[0]
         return chain.means(states, predictions, steps)
 
 
@@ -355,14 +216,13 @@ class ExtrapolatingDrafter(_PredictionMemory):
 
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
         chain = self._model_chain()
-        assert self._latest is not None and self._previous is not None
-        latest, previous = self._latest[rows], self._previous[rows]
+        latest, previous = self._memory(rows, states)
         latest_step, previous_step = self._latest_step[rows], self._previous_step[rows]
         has_two = (previous_step >= 0) & (latest_step > previous_step)
         # p(n) = p_b + (p_b - p_a) (n - n_b) / (n_b - n_a), the line through the last two evaluations.
         span = torch.where(has_two, latest_step - previous_step, torch.ones_like(latest_step)).to(latest.dtype)
-        slope = torch.where(has_two, (steps.cpu() - latest_step).to(latest.dtype) / span, torch.zeros_like(span))
-        slope = slope.to(latest.device)[(...,) + (None,) * (latest.dim() - 1)]
+        slope = torch.where(has_two, (steps - latest_step).to(latest.dtype) / span, torch.zeros_like(span))
+        slope = slope[(...,) + (None,) * (latest.dim() - 1)]
         return chain.means(states, latest + slope * (latest - previous), steps)
 
 
@@ -375,8 +235,8 @@ class FrozenDrafter(Drafter):
     name = "frozen"
     draft_cost_per_round = 1.0
 
-    def reset(self, batch: int, chain: ModelChain | None) -> None:
-        super().reset(batch, chain)
+    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
+        super().reset(batch, chain, device)
         self._root: torch.Tensor | None = None
 
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
@@ -409,8 +269,8 @@ class ModelDrafter(Drafter):
         self.draft_cost_per_step = _check_cost(draft_cost_per_step, "draft_cost_per_step")
         self.name = name
 
-    def reset(self, batch: int, chain: ModelChain | None) -> None:
-        super().reset(batch, chain)
+    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
+        super().reset(batch, chain, device)
         self._draft_chain = ModelChain(self.model, chain.kernel, chain.conditioning) if chain is not None else None
 
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Window policies: how many steps each sample drafts in the next round.
 
 A policy decides per sample, from that sample's own history only, so a sample's output stays independent of the
-rest of its batch. Exactness never depends on the window: any window chosen from the past is fine.
+rest of its batch. Exactness never depends on the window: any window chosen from the past is fine. A policy's state
+lives on the states' device and its decisions are tensor operations there, with no host reads, so that choosing
+the windows costs a GPU sampling round no synchronization.
 
 - :class:`FixedWindow`: always the same window.
 - :class:`PlainSteps`: always window 0, plain steps through the speculative sampler (what a fallen-back adaptive
@@ -17,16 +19,18 @@ rest of its batch. Exactness never depends on the window: any window chosen from
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from theory.cost import BatchCost, constant_gap_block_gain, round_cost, target_batch_cost, token_window_speedups
+from theory.cost import BatchCost, constant_gap_block_gain, round_cost, target_batch_cost
 
 #: Gaps at which the block-over-token gain is tabulated for the adaptive policy.
 _GAIN_GRID = np.geomspace(1e-3, 30.0, 241)
 _LOG_GAIN_GRID = np.log(_GAIN_GRID)
+_LOG_GAIN_STEP = float(_LOG_GAIN_GRID[1] - _LOG_GAIN_GRID[0])
 
 
 @functools.lru_cache(maxsize=32)
@@ -50,11 +54,20 @@ class WindowPolicy:
     probes_plain_steps = False
     max_window = 0
 
-    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float, rule: str = "block") -> None:
-        """Start a batch of ``batch`` samples drafted at the given costs (target-call units), verified by ``rule``."""
+    def reset(
+        self,
+        batch: int,
+        draft_cost_per_step: float,
+        draft_cost_per_round: float,
+        rule: str = "block",
+        device: torch.device | str = "cpu",
+    ) -> None:
+        """Start a batch of ``batch`` samples drafted at the given costs (target-call units), verified by ``rule``,
+        with their states on ``device``."""
 
     def windows(self, rows: torch.Tensor) -> torch.Tensor:
-        """Desired windows (k,) long for samples ``rows`` (k,); 0 asks for a plain step."""
+        """Desired windows (k,) long, on the device of ``rows`` (k,); 0 asks for a plain step. Called once per round
+        for every sample of the batch."""
         raise NotImplementedError
 
     def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
@@ -77,7 +90,7 @@ class FixedWindow(WindowPolicy):
         self.max_window = self.window
 
     def windows(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.full(rows.shape, self.window, dtype=torch.long)
+        return torch.full(rows.shape, self.window, dtype=torch.long, device=rows.device)
 
     def __repr__(self) -> str:
         return f"FixedWindow({self.window})"
@@ -93,7 +106,7 @@ class PlainSteps(WindowPolicy):
     max_window = 1
 
     def windows(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(rows.shape, dtype=torch.long)
+        return torch.zeros(rows.shape, dtype=torch.long, device=rows.device)
 
     def __repr__(self) -> str:
         return "PlainSteps()"
@@ -172,94 +185,98 @@ class AdaptiveWindow(WindowPolicy):
         self._gain_table = _gain_table(self.max_window)  # (G, W + 1)
         self.reset(0, 0.0, 0.0)
 
-    def reset(self, batch: int, draft_cost_per_step: float, draft_cost_per_round: float, rule: str = "block") -> None:
+    def reset(
+        self,
+        batch: int,
+        draft_cost_per_step: float,
+        draft_cost_per_round: float,
+        rule: str = "block",
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.rule = rule
         self.draft_cost_per_step = float(draft_cost_per_step)
         self.draft_cost_per_round = float(draft_cost_per_round)
         self.probes_plain_steps = self.draft_cost_per_step == 0.0 and self.draft_cost_per_round == 0.0
-        self._costs = self._round_costs()
-        #: Running average of the gap per sample and window position, NaN where never observed.
-        self.gaps: npt.NDArray[np.float64] = np.full((batch, self.max_window), np.nan)
-        self.plain_steps = np.zeros(batch, dtype=np.int64)
+        device = torch.device(device)
+        self._costs = torch.from_numpy(self._round_costs()).to(device)  # (W + 1,)
+        self._gains = torch.tensor(self._gain_table, device=device)  # (G, W + 1)
+        #: Running average of the gap per sample and window position, NaN where never observed; (B, W) float64.
+        self.gaps = torch.full((batch, self.max_window), math.nan, dtype=torch.float64, device=device)
+        self.plain_steps = torch.zeros(batch, dtype=torch.long, device=device)
 
-    def _profiles(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    def _profiles(self, gaps: torch.Tensor) -> torch.Tensor:
         """Gap profiles (k, W): observed averages, held constant beyond the furthest observed position."""
-        gaps = self.gaps[rows]
-        observed = ~np.isnan(gaps)
-        furthest = np.where(observed.any(axis=1), self.max_window - np.argmax(observed[:, ::-1], axis=1), 0)
-        last = gaps[np.arange(len(rows)), np.maximum(furthest - 1, 0)]
-        return np.where(observed, gaps, last[:, None])
+        observed = ~torch.isnan(gaps)
+        positions = torch.arange(1, self.max_window + 1, device=gaps.device)
+        furthest = (observed.long() * positions).amax(dim=1, keepdim=True)  # 0 where nothing was observed
+        last = gaps.gather(1, (furthest - 1).clamp(min=0))
+        return torch.where(observed, gaps, last).nan_to_num(0.0)
 
     def windows(self, rows: torch.Tensor) -> torch.Tensor:
-        index = rows.cpu().numpy()
-        seen = ~np.isnan(self.gaps[index]).all(axis=1)
-        choice = np.full(len(index), self.initial_window, dtype=np.int64)
-        if seen.any():
-            profiles = self._profiles(index[seen])
-            speedups = token_window_speedups(
-                profiles, self.batch_cost, self.draft_cost_per_step, draft_cost_per_round=self._per_round_cost
-            )
-            if self.rule == "block":
-                costs = self._costs
-                steps = _block_steps(speedups * costs[None, :], self._block_gains(profiles))
-                speedups = steps / costs[None, :]
-            # The smallest window within `tolerance` of the best: a draft that is never accepted gives a plain step.
-            best = speedups.max(axis=1, keepdims=True)
-            choice[seen] = np.argmax(speedups >= (1.0 - self.tolerance) * best, axis=1)
+        gaps = self.gaps[rows]
+        seen = ~torch.isnan(gaps).all(dim=1)
+        profiles = self._profiles(gaps)
+        # Token steps per round of every window 0..W: 1 + sum_{i <= L} prod_{j <= i} alpha(delta_j)   (DESIGN §3)
+        accept = 2.0 * torch.special.ndtr(-0.5 * profiles)
+        survival = accept.cumprod(dim=1)
+        steps = 1.0 + torch.cat([torch.zeros_like(survival[:, :1]), survival.cumsum(dim=1)], dim=1)
+        if self.rule == "block":
+            steps = _block_steps(steps, self._block_gains(profiles))
+        speedups = steps / self._costs
+        # The smallest window within `tolerance` of the best: a draft that is never accepted gives a plain step.
+        best = speedups.amax(dim=1, keepdim=True)
+        choice = torch.argmax((speedups >= (1.0 - self.tolerance) * best).to(torch.uint8), dim=1)
+        choice = torch.where(seen, choice, self.initial_window)
+        plain_steps = self.plain_steps[rows]
         if not self.probes_plain_steps:
-            retry = (choice == 0) & (self.plain_steps[index] >= self.probe_every)
-            choice[retry] = 1
-        self.plain_steps[index] = np.where(choice == 0, self.plain_steps[index] + 1, 0)
-        return torch.from_numpy(choice)
-
-    @property
-    def _per_round_cost(self) -> float:
-        """Everything a speculative round costs beyond its target call and its drafted steps, in c(1) units."""
-        return self.draft_cost_per_round + self.round_overhead
+            choice = torch.where((choice == 0) & (plain_steps >= self.probe_every), 1, choice)
+        self.plain_steps[rows] = torch.where(choice == 0, plain_steps + 1, 0)
+        return choice
 
     def _round_costs(self) -> npt.NDArray[np.float64]:
         """Round cost of each window 0..W relative to a plain step (the factor between steps and speedups)."""
         plain = target_batch_cost(self.batch_cost, 1)
-        per_step, per_round = self.draft_cost_per_step, self._per_round_cost
+        per_step, per_round = self.draft_cost_per_step, self.draft_cost_per_round + self.round_overhead
         windows = range(self.max_window + 1)
         costs = [round_cost(w, self.batch_cost, per_step, draft_cost_per_round=per_round) for w in windows]
         return np.array(costs) / plain
 
-    def _block_gains(self, profiles: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _block_gains(self, profiles: torch.Tensor) -> torch.Tensor:
         """Block-over-token gain (k, W) of each window, from the exact constant-gap gain at the mean gap of the
-        window's positions, interpolated in ``log delta`` on a fixed grid."""
-        mean_gaps = np.cumsum(profiles, axis=1) / np.arange(1, self.max_window + 1)[None, :]
-        logs = np.log(np.clip(mean_gaps, _GAIN_GRID[0], _GAIN_GRID[-1]))
-        # Linear interpolation in log delta, every window at once (np.interp, column by column, gives the same).
-        upper = np.clip(np.searchsorted(_LOG_GAIN_GRID, logs), 1, _GAIN_GRID.size - 1)
-        fraction = (logs - _LOG_GAIN_GRID[upper - 1]) / (_LOG_GAIN_GRID[upper] - _LOG_GAIN_GRID[upper - 1])
-        windows = np.arange(1, self.max_window + 1)[None, :]
-        below, above = self._gain_table[upper - 1, windows], self._gain_table[upper, windows]
-        return np.asarray(below + fraction * (above - below))
+        window's positions, interpolated linearly in ``log delta`` on the fixed grid (uniform in ``log delta``)."""
+        windows = torch.arange(1, self.max_window + 1, device=profiles.device)
+        mean_gaps = profiles.cumsum(dim=1) / windows
+        logs = torch.log(mean_gaps.clamp(_GAIN_GRID[0], _GAIN_GRID[-1]))
+        position = (logs - _LOG_GAIN_GRID[0]) / _LOG_GAIN_STEP
+        lower = position.floor().clamp(0, _GAIN_GRID.size - 2).long()
+        fraction = position - lower
+        flat = self._gains.flatten()
+        below = flat[lower * (self.max_window + 1) + windows]
+        above = flat[(lower + 1) * (self.max_window + 1) + windows]
+        return below + fraction * (above - below)
 
     def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
-        index = rows.cpu().numpy()
-        observed = deltas.detach().to(torch.float64).cpu().numpy()[:, : self.max_window]
-        current = self.gaps[index, : observed.shape[1]]
-        fresh = ~np.isnan(observed)
-        blended = np.where(np.isnan(current), observed, (1 - self.smoothing) * current + self.smoothing * observed)
-        self.gaps[index, : observed.shape[1]] = np.where(fresh, blended, current)
+        observed = deltas.to(torch.float64)[:, : self.max_window]
+        width = observed.shape[1]
+        current = self.gaps[rows, :width]
+        blended = torch.where(
+            torch.isnan(current), observed, (1 - self.smoothing) * current + self.smoothing * observed
+        )
+        self.gaps[rows, :width] = torch.where(torch.isnan(observed), current, blended)
 
     def __repr__(self) -> str:
         overhead = f", round_overhead={self.round_overhead:g}" if self.round_overhead else ""
         return f"AdaptiveWindow(max_window={self.max_window}{overhead})"
 
 
-def _block_steps(token_steps: npt.NDArray[np.float64], gains: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _block_steps(token_steps: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
     """Predicted block steps per round (k, W + 1) from the token's (k, W + 1) and the constant-gap gains (k, W).
 
     ``token x gain``, but never growing by less than the token's own increment from one window to the next: the exact
     ``E[tau_block] = sum_i E[w_i]`` grows with every drafted position at least as the token rule's does
-    (``E[w_i] >= P(tau_token >= i)``), while the mean-gap gain alone can fall with L.
+    (``E[w_i] >= P(tau_token >= i)``), while the mean-gap gain alone can fall with L. With ``a = block - token`` the
+    recursion ``block_L = max(raw_L, block_{L-1} + token_L - token_{L-1})`` is ``a_L = max(raw_L - token_L, a_{L-1})``,
+    a running maximum.
     """
-    steps = token_steps.copy()
-    steps[:, 1:] *= gains
-    for window in range(1, steps.shape[1]):
-        increment = token_steps[:, window] - token_steps[:, window - 1]
-        steps[:, window] = np.maximum(steps[:, window], steps[:, window - 1] + increment)
-    return steps
+    raw = torch.cat([token_steps[:, :1], token_steps[:, 1:] * gains], dim=1)
+    return token_steps + (raw - token_steps).cummax(dim=1).values

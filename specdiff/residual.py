@@ -5,13 +5,16 @@ with ``target = N(mu, sigma^2 I)`` and ``draft = N(nu, sigma^2 I)``. In the rank
 ``x = nu + sigma (s e + z_perp)`` the residual only changes the law of the scalar ``s``; ``z_perp`` stays standard
 normal on the orthogonal complement of ``e``. So a residual draw is one scalar from a 1-D law plus fresh noise:
 
-- ``sample_weighted_residual``: the scalar by inverse CDF (``theory.gaussian.residual_quantile``), exact, vectorized,
-  one uniform per draw (the default, and what block verification uses);
+- ``sample_weighted_residual``: the scalar by inverse CDF (:func:`specdiff.residual_law.residual_offset_quantile`,
+  torch float64 with a fixed number of iterations, so it runs on the states' device without host reads), exact,
+  vectorized, one uniform per draw (the default, and what block verification uses). The scalar is measured from the
+  target mean, ``x = mu + sigma (t e + z_perp)`` with ``t = s - delta``, which keeps its precision at any gap (from the
+  draft mean, ``s ~ delta`` would swallow ``t`` once ``delta`` is large);
 - ``sample_weighted_residual_rejection``: the scalar by rejection from the truncated ``N(delta, 1)``, the comparison
   method, whose acceptance rate ``R / (w Phi(delta - s*))`` collapses for small ``delta``;
 - ``reflect``: the reflection map of De Bortoli et al. (token rule only: its output is tied to the draft noise).
 
-The scalar computations run in float64 on the host (numpy / scipy), one scalar per draw.
+The rejection sampler's scalar computations run in float64 on the host (numpy / scipy); it is not used by the samplers.
 """
 
 from __future__ import annotations
@@ -22,10 +25,8 @@ import numpy as np
 import torch
 from scipy import special
 
-from theory.gaussian import (
-    log_residual_mass_from_log_weight,
-    residual_quantile_from_log_weight,
-)
+from specdiff.residual_law import residual_offset_quantile
+from theory.gaussian import log_residual_mass_from_log_weight
 
 
 def _batch_dot(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -104,11 +105,56 @@ def _assemble(
     return sample.to(draft_mean.dtype)
 
 
+def gaussian_step(mean: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``mean + sigma * noise`` in the dtype of ``mean``: the one way every sampler takes a Gaussian step.
+
+    Parameters
+    ----------
+    mean : Tensor, shape (B, *event)
+    sigma : Tensor, shape (B,)
+        Standard deviations (0 gives ``mean`` exactly).
+    noise : Tensor, shape (B, *event)
+        Standard normal.
+
+    Returns
+    -------
+    Tensor, shape (B, *event), dtype of ``mean``
+    """
+    return torch.addcmul(mean, _expand(sigma.to(mean.dtype), mean), noise.to(mean.dtype))
+
+
+def weighted_residual_from_target(
+    target_mean: torch.Tensor,
+    draft_mean: torch.Tensor,
+    sigma: torch.Tensor,
+    log_weight: torch.Tensor,
+    uniforms: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """``mu + sigma (t e + z_perp)``: a draw from ``max(w P - Q, 0) / R`` with no checks and no host reads.
+
+    ``t`` is the residual quantile measured from the target mean; rows with an empty residual (``delta == 0``) get a
+    finite, meaningless value, for a caller that selects rows with ``torch.where``. Shapes as
+    :func:`sample_weighted_residual`.
+    """
+    frame = rank_one_frame(target_mean, draft_mean, sigma)
+    along = residual_offset_quantile(uniforms.double(), log_weight.double(), frame.delta)
+    direction = frame.direction
+    noise64 = noise.double()
+    orthogonal = noise64 - _expand(_batch_dot(noise64, direction), noise64) * direction
+    sample = target_mean.double() + _expand(sigma.double(), noise64) * (
+        _expand(along, noise64) * direction + orthogonal
+    )
+    return sample.to(draft_mean.dtype)
+
+
 def _check_residual_inputs(frame: RankOneFrame, log_weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     delta = frame.delta.detach().cpu().numpy()
     if (delta <= 0).any():
         raise ValueError("the residual is empty where target and draft means coincide (delta == 0)")
     log_w = np.broadcast_to(log_weight.detach().double().cpu().numpy(), delta.shape)
+    if np.isnan(log_w).any() or (log_w > 0).any() or np.isneginf(log_w).any():
+        raise ValueError("the residual weight must satisfy 0 < weight <= 1 (log_weight in (-inf, 0])")
     return delta, log_w
 
 
@@ -144,9 +190,11 @@ def sample_weighted_residual(
         Where ``delta == 0`` (the residual is empty).
     """
     frame = rank_one_frame(target_mean, draft_mean, sigma)
-    delta, log_w = _check_residual_inputs(frame, log_weight)
-    along = residual_quantile_from_log_weight(uniforms.detach().double().cpu().numpy(), log_w, delta)
-    return _assemble(draft_mean, sigma, frame, torch.from_numpy(np.asarray(along)), noise)
+    _check_residual_inputs(frame, log_weight)
+    if not bool(((uniforms >= 0) & (uniforms < 1)).all()):
+        raise ValueError("residual uniforms must lie in [0, 1)")
+    log_weight = torch.broadcast_to(log_weight.to(frame.delta), frame.delta.shape)
+    return weighted_residual_from_target(target_mean, draft_mean, sigma, log_weight, uniforms.to(frame.delta), noise)
 
 
 @dataclass(frozen=True)

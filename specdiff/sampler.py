@@ -1,23 +1,35 @@
 """Speculative sampling of any Gaussian Markov chain ``x_{n+1} = target_mean(x_n, n) + sigmas[n] * noise``.
 
-``plain_chain`` is the reference. ``speculative_chain`` drafts up to ``window`` steps for every active sample,
-evaluates the target on all window states of all samples in **one** batched call per round, verifies with the
-chosen rule (``specdiff.verify``) and commits. Samples progress at their own speed and drop out when finished.
-``sample`` and ``sample_plain`` do the same for a diffusion model and a kernel (``specdiff.drafters.ModelChain``),
-with a drafter from ``specdiff.drafters`` and a window policy from ``specdiff.policies``. The window of each sample
-is chosen by the policy from that sample's own history; window 0 is a plain step.
+``plain_chain`` is the reference. ``speculative_chain`` drafts up to ``window`` steps for every sample, evaluates
+the target on all window states of all samples in **one** batched call per round, verifies with the chosen rule
+(``specdiff.verify``) and commits. ``sample`` and ``sample_plain`` do the same for a diffusion model and a kernel
+(``specdiff.chain.ModelChain``), with a drafter from ``specdiff.drafters`` and a window policy from
+``specdiff.policies``. The window of each sample is chosen by the policy from that sample's own history; window 0 is
+a plain step.
 
-Randomness is per sample: sample i draws everything from its own ``torch.Generator`` through
-:class:`specdiff.randomness.SampleStreams` (buffered, so a batch costs a few large draws), so its output is bitwise the
-same whatever the batch size and whatever the other samples do (given a mean function that acts row by row). Per
-round, sample i takes from its streams, in order: ``(L + 1) * d`` normals (the draft noise of the L drafted steps,
-then the residual / bonus noise) and, when ``L >= 1``, ``L + 1`` uniforms (the L uniforms of the rule, then the
-residual uniform). A plain stochastic step (L = 0) takes ``d`` normals, a deterministic one nothing.
+A round is a fixed sequence of tensor operations on the states' device, in four stages over one state object
+(:class:`SamplerState`): plan the windows (:func:`_plan`), draw the randomness and draft (:func:`_draft`), one
+target call (:func:`_evaluate`), verify and commit (:func:`_commit`). Every row of the batch goes through every
+stage with the round's width ``L`` (the longest window of the round; the policy's maximum under ``compile=True``),
+masked per row: each sample's own window, the horizon, deterministic (sigma 0) steps and finished samples. The
+driver reads one small tensor per round on the host (whether any sample is still running, the round's longest
+window, and the first step at which a non-finite mean appeared): that is the round's only host synchronization.
+The per-round statistics stay on the device and move to the host once, at the end.
+
+Randomness (``specdiff.randomness``) is counter-based: every normal and uniform a sample uses is a pure function of
+its key, the round's root step and the value's index, so a sample's output is bitwise the same whatever the batch
+and whatever the other samples do, given a mean function that computes each row on its own (a real network's
+batched kernels round differently at different batch sizes: then it holds in distribution). Per round, sample i
+uses the draft noise of slots ``0..L-1`` (slot j drafts state j + 1), the noise of the committed next state, the
+rule's uniforms of slots ``0..L-1`` and one residual uniform, all keyed by the root step; a plain step uses the
+next-state noise only, exactly as :func:`plain_chain` does, so a plain step inside the speculative sampler is
+bitwise a plain step.
 
 Horizon and deterministic steps: the window never runs past the horizon N or through a step with sigma 0. When the
 window ends at the horizon the bonus step is dropped (its draw is simply not used, which marginalizes it out).
-When the step after the window is deterministic (sigma 0) the bonus is that step's mean, which the batched call has
-already computed. A sample whose next step is deterministic takes it plainly, inside the same batched call.
+When the step after the window is deterministic (sigma 0) the bonus is that step's mean (``mean + 0 * noise``),
+which the batched call has already computed. A sample whose next step is deterministic takes it plainly, inside the
+same batched call.
 """
 
 from __future__ import annotations
@@ -26,17 +38,34 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import torch
 
-from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter, Model, ModelChain, kernel_sigmas
+from specdiff.chain import Model, ModelChain, kernel_sigmas
+from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter
 from specdiff.kernels import Kernel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
-from specdiff.randomness import SampleStreams, sample_generators
-from specdiff.verify import RULES, Rule, apply_rule
+from specdiff.randomness import (
+    DRAFT_NOISE,
+    NEXT_NOISE,
+    RESIDUAL_UNIFORM,
+    RULE_UNIFORMS,
+    counter_normals,
+    counter_uniforms,
+    random_codes,
+    sample_keys,
+)
+from specdiff.residual import gaussian_step
+from specdiff.verify import BlockRule, Rule, VerificationRule, Window, WindowRandomness, resolve_rule, verify
 
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``mean(states, steps)``: states (M, *event) and per-row step indices (M,) long -> means (M, *event)."""
+
+Generators = torch.Generator | Sequence[torch.Generator]
+
+#: State dtypes the samplers accept: half precision rounds a state by more than a small sigma (not exact).
+STATE_DTYPES = (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -71,16 +100,16 @@ class SpeculativeResult:
     target_calls : int
         Sequential (batched) target calls, one per round.
     target_evaluations : int
-        States evaluated by the target over all rounds.
+        States evaluated by the target over all rounds (every row of the batch at every column of the round's width).
     draft_calls : int
-        Sequential (batched) draft calls: drafted positions, summed over rounds.
+        Sequential (batched) draft calls: drafted columns, summed over rounds.
     draft_cost : float
         Sequential cost of the drafts in target-call units (the drafter's per-step and per-round costs).
     plain_steps : int
-        Steps taken plainly (window 0 chosen by the policy, or no draft available yet), summed over samples.
+        Stochastic steps taken plainly (window 0 chosen by the policy, or no draft available yet), over samples.
     rounds : int
     accepted : list of Tensor
-        Per verified (sample, round): a (k,) long tensor of accepted lengths per round, in round order.
+        Per round, a (k,) long tensor of the accepted lengths of the k samples verified in it.
     deltas : list of Tensor
         Per round, the (k, L) gaps of the verified drafted steps, L the round's longest window; row r holds the gaps
         of its steps 1..L_r and NaN beyond its window L_r.
@@ -126,16 +155,62 @@ class SpeculativeResult:
     _horizon: int = 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Input checks (once per call, on the host)
+# ---------------------------------------------------------------------------------------------------------------
+
+
 def _check_chain(sigmas: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
-    if sigmas.dim() != 1 or sigmas.shape[0] < 1:
-        raise ValueError("sigmas must have shape (N,) with N >= 1")
+    if not isinstance(x_init, torch.Tensor) or x_init.dim() < 2:
+        raise ValueError("x_init must be a tensor of shape (B, *event)")
+    if x_init.dtype not in STATE_DTYPES:
+        raise ValueError(
+            f"states must be float32 or float64, got {x_init.dtype}: a half-precision state rounds by more than a "
+            "small step's sigma, so the samples would not be exact (the model itself may run in half precision)"
+        )
+    if not isinstance(sigmas, torch.Tensor) or sigmas.dim() != 1 or sigmas.shape[0] < 1:
+        raise ValueError("sigmas must be a tensor of shape (N,) with N >= 1")
     if not bool(torch.isfinite(sigmas).all()) or bool((sigmas < 0).any()):
         raise ValueError("sigmas must be finite and >= 0")
-    if x_init.dim() < 2:
-        raise ValueError("x_init must have shape (B, *event)")
     if not bool(torch.isfinite(x_init).all()):
         raise ValueError("x_init contains NaN or inf")
-    return sigmas.to(torch.float64)
+    return sigmas.detach().to(torch.float64)
+
+
+def _checked_mean(mean: torch.Tensor, like: torch.Tensor, function: str) -> torch.Tensor:
+    """``mean`` in the dtype of ``like``, after checking it is a tensor of the same shape (a host check on shapes)."""
+    if not isinstance(mean, torch.Tensor) or mean.shape != like.shape:
+        shape = tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__
+        raise ValueError(f"{function} returned shape {shape} for states of shape {tuple(like.shape)}")
+    return mean.to(like.dtype)
+
+
+def _raise_non_finite(step: int, what: str) -> None:
+    raise ValueError(
+        f"{what} at step {step} is NaN or inf: check the model's output there (a half-precision model may overflow)"
+    )
+
+
+_Function = TypeVar("_Function", bound=Callable[..., object])
+
+
+def _maybe_compile(function: _Function, enabled: bool) -> _Function:
+    """``function`` through ``torch.compile`` (static shapes: one graph per round width) when ``enabled``."""
+    return cast(_Function, torch.compile(function, dynamic=False)) if enabled else function
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plain sampling
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _plain_step(
+    mean: torch.Tensor, sigma: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, codes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One plain step from the target means: the next states and whether each row is finite."""
+    noise = counter_normals(keys, steps, codes, mean.dtype).reshape(mean.shape)
+    state = gaussian_step(mean, sigma.expand(mean.shape[0]), noise)
+    return state, torch.isfinite(state).flatten(1).all(dim=1)
 
 
 def plain_chain(
@@ -143,7 +218,8 @@ def plain_chain(
     sigmas: torch.Tensor,
     x_init: torch.Tensor,
     *,
-    generator: torch.Generator | Sequence[torch.Generator],
+    generator: Generators,
+    compile: bool = False,
 ) -> ChainResult:
     """Ancestral sampling of the target chain: ``x_{n+1} = target_mean(x_n, n) + sigmas[n] * noise_n``.
 
@@ -153,45 +229,54 @@ def plain_chain(
         ``(states (B, *event), steps (B,)) -> means (B, *event)``.
     sigmas : Tensor, shape (N,)
         Standard deviation of each step (0 for a deterministic step).
-    x_init : Tensor, shape (B, *event)
+    x_init : Tensor, shape (B, *event), float32 or float64
     generator : torch.Generator or sequence of B generators
-        Per-sample noise (sample i takes ``d`` normals per stochastic step from its own stream).
+        Source of each sample's key (:func:`specdiff.randomness.sample_keys`).
+    compile : bool
+        Run the sampler's own work of a step (noise and update) through ``torch.compile``.
 
     Returns
     -------
     ChainResult
+
+    Raises
+    ------
+    ValueError
+        Bad inputs; a mean of the wrong shape; a non-finite state (after the run, naming the first such step).
     """
     start = time.perf_counter()
     sigmas = _check_chain(sigmas, x_init)
-    generators = sample_generators(generator, x_init.shape[0])
-    streams = SampleStreams(generators, x_init.dtype)
+    batch, device = x_init.shape[0], x_init.device
+    horizon = int(sigmas.shape[0])
+    keys = sample_keys(generator, batch, device)
+    codes = random_codes(NEXT_NOISE, math.prod(x_init.shape[1:]), device)
+    step_indices, step_sigmas = torch.arange(horizon, device=device), sigmas.to(device)
+    stochastic = (sigmas > 0).tolist()
+    step = _maybe_compile(_plain_step, compile)
+    first_bad = torch.full((), horizon, dtype=torch.long, device=device)
     state = x_init.clone()
-    batch, event = x_init.shape[0], tuple(x_init.shape[1:])
-    rows, counts = torch.arange(batch), torch.full((batch,), math.prod(event), dtype=torch.long)
-    for step in range(sigmas.shape[0]):
-        steps = torch.full((batch,), step, dtype=torch.long, device=state.device)
-        mean = target_mean(state, steps)
-        sigma = float(sigmas[step])
-        if sigma > 0:
-            noise = streams.normals(rows, counts).reshape(batch, *event)
-            state = torch.add(mean, noise.to(state.device), alpha=sigma)
+    for index in range(horizon):
+        steps = step_indices[index].expand(batch)
+        mean = _checked_mean(target_mean(state, steps), state, "target_mean")
+        if stochastic[index]:
+            state, finite = step(mean, step_sigmas[index], keys, steps, codes)
         else:
-            state = mean
+            state, finite = mean, torch.isfinite(mean).flatten(1).all(dim=1)
+        first_bad = torch.where(finite.all() | (first_bad < horizon), first_bad, index)
+    bad = int(first_bad)
+    if bad < horizon:
+        _raise_non_finite(bad, "the target mean")
     return ChainResult(
         samples=state,
-        target_calls=int(sigmas.shape[0]),
-        target_evaluations=int(sigmas.shape[0]) * int(x_init.shape[0]),
+        target_calls=horizon,
+        target_evaluations=horizon * batch,
         wall_seconds=time.perf_counter() - start,
     )
 
 
-def _stochastic_run_lengths(sigmas: torch.Tensor) -> torch.Tensor:
-    """``runs[n]``: consecutive steps with sigma > 0 from step n (N + 1,), 0 at the horizon and at sigma-0 steps."""
-    horizon = sigmas.shape[0]
-    runs = torch.zeros(horizon + 1, dtype=torch.long)
-    for step in range(horizon - 1, -1, -1):
-        runs[step] = runs[step + 1] + 1 if float(sigmas[step]) > 0 else 0
-    return runs
+# ---------------------------------------------------------------------------------------------------------------
+# Speculative sampling: public entry points
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def _as_policy(window: int | WindowPolicy) -> WindowPolicy:
@@ -213,8 +298,9 @@ def speculative_chain(
     x_init: torch.Tensor,
     *,
     window: int | WindowPolicy,
-    rule: Rule,
-    generator: torch.Generator | Sequence[torch.Generator],
+    rule: Rule | VerificationRule,
+    generator: Generators,
+    compile: bool = False,
 ) -> SpeculativeResult:
     """Speculative sampling of the chain of ``plain_chain``, exactly distributed as it.
 
@@ -222,16 +308,19 @@ def speculative_chain(
     ----------
     target_mean : callable
         ``(states (M, *event), steps (M,)) -> means (M, *event)``, called once per round on every window state of
-        every active sample.
+        every sample.
     draft_mean : callable or Drafter
-        ``(states (M, *event), steps (M,)) -> means (M, *event)``, called once per drafted position; or a
+        ``(states (M, *event), steps (M,)) -> means (M, *event)``, called once per drafted column; or a
         :class:`specdiff.drafters.Drafter` that needs no model (for example a ``MeanDrafter`` with a cost).
     sigmas : Tensor, shape (N,)
-    x_init : Tensor, shape (B, *event)
+    x_init : Tensor, shape (B, *event), float32 or float64
     window : int or WindowPolicy
         Maximum drafted steps per round (>= 1), or a policy choosing it per sample and round.
-    rule : {"token-reflection", "token-residual", "block"}
+    rule : {"token-reflection", "token-residual", "block"} or a rule object of ``specdiff.verify``
     generator : torch.Generator or sequence of B generators
+    compile : bool
+        Run the sampler's own work of a round through ``torch.compile`` (the round's width is then always the
+        policy's maximum window, so one graph serves every round).
 
     Returns
     -------
@@ -243,7 +332,9 @@ def speculative_chain(
         means = target_mean(states, steps)
         return means, means
 
-    return _speculate(evaluate, drafter, None, sigmas, x_init, window=window, rule=rule, generator=generator)
+    return _speculate(
+        evaluate, drafter, None, sigmas, x_init, _Options(_as_policy(window), resolve_rule(rule), generator, compile)
+    )
 
 
 def sample(
@@ -253,28 +344,32 @@ def sample(
     *,
     drafter: Drafter | None = None,
     window: int | WindowPolicy | None = None,
-    rule: Rule = "block",
-    generator: torch.Generator | Sequence[torch.Generator],
+    rule: Rule | VerificationRule = "block",
+    generator: Generators,
     conditioning: Mapping[str, torch.Tensor] | None = None,
+    compile: bool = False,
 ) -> SpeculativeResult:
     """Speculative sampling of a diffusion model, exactly distributed as :func:`sample_plain`.
 
     Parameters
     ----------
     model : callable
-        ``model(x, t, **conditioning) -> prediction``: x (M, *event) the kernel's model input, t (M,) timesteps.
+        ``model(x, t, **conditioning) -> prediction``: x (M, *event) the kernel's model input, t (M,) timesteps. It
+        may compute in any precision; its prediction is cast to the states' dtype.
     kernel : Kernel
         DDPM / DDIM / Euler-Maruyama / Euler ancestral kernel giving each step's Gaussian transition.
-    x_init : Tensor, shape (B, *event)
+    x_init : Tensor, shape (B, *event), float32 or float64
         Initial states, typically ``kernel.prior_std * randn``.
     drafter : Drafter, optional
         Default: the reuse :class:`~specdiff.drafters.FreeDrafter`.
     window : int or WindowPolicy, optional
         Default: :class:`~specdiff.policies.AdaptiveWindow` (at most 16 steps, minimizing target calls).
-    rule : {"token-reflection", "token-residual", "block"}
+    rule : {"token-reflection", "token-residual", "block"} or a rule object of ``specdiff.verify``
     generator : torch.Generator or sequence of B generators
     conditioning : mapping of str to Tensor (B, ...), optional
         Per-sample keyword arguments of the model (e.g. ``{"y": labels}``).
+    compile : bool
+        As in :func:`speculative_chain`.
 
     Returns
     -------
@@ -282,15 +377,11 @@ def sample(
     """
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
     _check_conditioning(chain, x_init)
+    options = _Options(
+        _as_policy(AdaptiveWindow() if window is None else window), resolve_rule(rule), generator, compile
+    )
     return _speculate(
-        chain.evaluate,
-        FreeDrafter() if drafter is None else drafter,
-        chain,
-        kernel_sigmas(kernel),
-        x_init,
-        window=AdaptiveWindow() if window is None else window,
-        rule=rule,
-        generator=generator,
+        chain.evaluate, FreeDrafter() if drafter is None else drafter, chain, kernel_sigmas(kernel), x_init, options
     )
 
 
@@ -299,18 +390,19 @@ def sample_plain(
     kernel: Kernel,
     x_init: torch.Tensor,
     *,
-    generator: torch.Generator | Sequence[torch.Generator],
+    generator: Generators,
     conditioning: Mapping[str, torch.Tensor] | None = None,
+    compile: bool = False,
 ) -> ChainResult:
     """Plain ancestral sampling of a diffusion model (one target call per step); arguments as :func:`sample`."""
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
     _check_conditioning(chain, x_init)
-    rows = torch.arange(x_init.shape[0])
+    rows = torch.arange(x_init.shape[0], device=x_init.device)
 
     def target_mean(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         return chain.evaluate(states, steps, rows)[0]
 
-    return plain_chain(target_mean, kernel_sigmas(kernel), x_init, generator=generator)
+    return plain_chain(target_mean, kernel_sigmas(kernel), x_init, generator=generator, compile=compile)
 
 
 def _check_conditioning(chain: ModelChain, x_init: torch.Tensor) -> None:
@@ -319,297 +411,324 @@ def _check_conditioning(chain: ModelChain, x_init: torch.Tensor) -> None:
             raise ValueError(f"conditioning {name!r} must be a tensor with one row per sample ({x_init.shape[0]})")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Speculative sampling: the round
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    policy: WindowPolicy
+    rule: VerificationRule
+    generator: Generators
+    compile: bool
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What stays fixed during a run: the chain, the drafter, the policy, the rule and the per-step tables."""
+
+    evaluate: Evaluate
+    drafter: Drafter
+    policy: WindowPolicy
+    rule: VerificationRule
+    sigmas: torch.Tensor  # (N,) float64, on the states' device
+    runs: torch.Tensor  # (N + 1,) long: consecutive stochastic steps from step n (0 at sigma-0 steps and at N)
+    keys: torch.Tensor  # (B,) int64 sample keys
+    rows: torch.Tensor  # (B,) arange
+    horizon: int
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The fixed index tensors of a round of width L (made once per width, outside any compiled region).
+
+    Attributes
+    ----------
+    columns : Tensor, shape (L + 1,)
+        The window columns ``0..L``.
+    codes : Tensor
+        The counter codes the round draws, in the order it uses them: the draft noise of slots 0..L-1, the next
+        state's noise, the rule's uniforms of slots 0..L-1, the residual's uniform.
+    rows : Tensor, shape (B (L + 1),)
+        The sample of each row of the flattened (B, L + 1) window.
+    """
+
+    columns: torch.Tensor
+    codes: torch.Tensor
+    rows: torch.Tensor
+
+
+def _layout(width: int, batch: int, event_size: int, device: torch.device) -> _Layout:
+    codes = torch.cat(
+        [
+            random_codes(DRAFT_NOISE, width * event_size, device),
+            random_codes(NEXT_NOISE, event_size, device),
+            random_codes(RULE_UNIFORMS, width, device),
+            random_codes(RESIDUAL_UNIFORM, 1, device),
+        ]
+    )
+    rows = torch.arange(batch, device=device).repeat_interleave(width + 1)
+    return _Layout(torch.arange(width + 1, device=device), codes, rows)
+
+
+@dataclass
+class SamplerState:
+    """The state of a speculative run between rounds, all on the states' device.
+
+    Attributes
+    ----------
+    states : Tensor, shape (B, *event)
+        Each sample's current state.
+    position : Tensor, shape (B,), long
+        Each sample's progress: the index of its next step (N when finished).
+    first_bad_step : Tensor, shape (), long
+        The first root step of a round in which a sample's means or next state were not finite (N if none).
+    """
+
+    states: torch.Tensor
+    position: torch.Tensor
+    first_bad_step: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A round's plan: each sample's root step, its window, and whether it is still running."""
+
+    roots: torch.Tensor  # (B,) long, the round's root step of each sample (N when finished)
+    lengths: torch.Tensor  # (B,) long, the window L_r (0: a plain step or finished)
+    active: torch.Tensor  # (B,) bool
+    ready: torch.Tensor  # (B,) bool, whether the drafter could draft for the sample at the round's start
+    first_bad_step: torch.Tensor  # () long, carried over from the state
+
+
+@dataclass(frozen=True)
+class _Drafted:
+    """The round's drafted windows, their step indices and sigmas, and its randomness."""
+
+    states: torch.Tensor  # (B, L + 1, *event)
+    draft_means: torch.Tensor  # (B, L, *event), or (B, 1, *event) with the root's draft when L = 0 and probing
+    steps: torch.Tensor  # (B, L + 1) long: the step of each window column, clamped to N - 1
+    sigmas: torch.Tensor  # (B, L + 1) float64: sigma of step root + j
+    randomness: WindowRandomness
+
+
+@dataclass(frozen=True)
+class _RoundLog:
+    """What one round records, on the device (moved to the host once, after the run)."""
+
+    roots: torch.Tensor  # (B,)
+    lengths: torch.Tensor  # (B,)
+    accepted: torch.Tensor  # (B,)
+    deltas: torch.Tensor  # (B, L)
+    weights: torch.Tensor  # (B, L)
+    active: torch.Tensor  # (B,)
+
+
+def _plan(setup: _Setup, state: SamplerState) -> tuple[_Plan, torch.Tensor]:
+    """Each sample's window for this round, and the flags the driver reads: (any active, longest window, first
+    non-finite step), one (3,) long tensor."""
+    roots = state.position
+    active = roots < setup.horizon
+    wanted = setup.policy.windows(setup.rows)
+    ready = setup.drafter.ready(setup.rows)
+    lengths = torch.where(active & ready, torch.minimum(wanted, setup.runs[roots]), 0)
+    flags = torch.stack([active.any().long(), lengths.amax(), state.first_bad_step])
+    return _Plan(roots, lengths, active, ready, state.first_bad_step), flags
+
+
+def _draft(setup: _Setup, plan: _Plan, state: SamplerState, layout: _Layout) -> _Drafted:
+    """Draw the round's randomness and draft L steps from every sample's root (static shapes)."""
+    batch, event = state.states.shape[0], tuple(state.states.shape[1:])
+    event_size, dtype, width = math.prod(event), state.states.dtype, layout.columns.shape[0] - 1
+    steps = (plan.roots[:, None] + layout.columns).clamp(max=setup.horizon - 1)
+    sigmas = setup.sigmas[steps]
+    step_sigmas = sigmas.to(dtype)
+    # One counter draw for the whole round: the normals are the inverse normal CDF of their uniforms, exactly as
+    # specdiff.randomness.counter_normals defines them.
+    uniforms = counter_uniforms(setup.keys, plan.roots, layout.codes)
+    normals = torch.special.ndtri(uniforms[:, : (width + 1) * event_size]).to(dtype)
+    noise = normals[:, : width * event_size].reshape(batch, width, *event)
+    rule_uniforms = uniforms[:, (width + 1) * event_size :]
+    randomness = WindowRandomness(
+        rule_uniforms[:, :width], rule_uniforms[:, width], normals[:, width * event_size :].reshape(batch, *event)
+    )
+    current, drafted, means = state.states, [state.states], []
+    for slot in range(max(width, 1 if setup.policy.probes_plain_steps else 0)):
+        mean = _checked_mean(setup.drafter.draft(current, steps[:, slot], setup.rows, slot), current, "the draft")
+        means.append(mean)
+        if slot < width:
+            current = torch.addcmul(mean, _wide(step_sigmas[:, slot], len(event)), noise[:, slot])  # gaussian_step
+            drafted.append(current)
+    draft_means = torch.stack(means, dim=1) if means else state.states.new_zeros((batch, 0, *event))
+    return _Drafted(torch.stack(drafted, dim=1), draft_means, steps, sigmas, randomness)
+
+
+def _evaluate(setup: _Setup, drafted: _Drafted, layout: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batched target call on every window state of every sample: means (B, L + 1, *event) in the states' dtype
+    and the model's predictions (B, L + 1, ...)."""
+    states = drafted.states
+    batch, columns = states.shape[0], states.shape[1]
+    flat = states.reshape(batch * columns, *states.shape[2:])
+    means, predictions = setup.evaluate(flat, drafted.steps.reshape(-1), layout.rows)
+    means = _checked_mean(means, flat, "the target")
+    return means.reshape(states.shape), predictions.reshape(batch, columns, *predictions.shape[1:])
+
+
+def _commit(
+    setup: _Setup, plan: _Plan, drafted: _Drafted, evaluated: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[SamplerState, _RoundLog]:
+    """Verify every window in one call and commit each sample's next state; the drafter and the policy observe."""
+    targets, predictions = evaluated
+    width, horizon = drafted.states.shape[1] - 1, setup.horizon
+    window = Window(drafted.states, drafted.draft_means[:, :width], targets, drafted.sigmas, plan.lengths)
+    outcome = verify(window, drafted.randomness, setup.rule)
+    accepted, event_dims = outcome.accepted, targets.dim() - 2
+    has_bonus = plan.roots + plan.lengths < horizon
+    # Without a bonus step the window ends at the horizon: commit the last drafted state.
+    kept = _column(drafted.states, accepted)
+    keep_drafted = ((accepted == plan.lengths) & ~has_bonus) | ~plan.active
+    committed = torch.where(_wide(keep_drafted, event_dims), kept, outcome.next_state)
+    position = torch.where(plan.active, (plan.roots + accepted + 1).clamp(max=horizon), plan.roots)
+
+    # Non-finite means on any used column, or a non-finite committed state, are reported at the round's root.
+    used = torch.arange(width + 1, device=accepted.device) <= plan.lengths[:, None]
+    finite_means = torch.isfinite(targets).flatten(2).all(dim=2) | ~used
+    bad = (~finite_means.all(dim=1) | ~torch.isfinite(committed).flatten(1).all(dim=1)) & plan.active
+    first_bad = torch.where(bad, plan.roots, horizon).amin()
+
+    # The drafter learns the target's predictions at the last two evaluated states of the committed trajectory.
+    for lag in (1, 0):
+        column = accepted - lag
+        seen = (column >= 0) & (plan.roots + column < horizon) & plan.active
+        column = column.clamp(min=0)
+        setup.drafter.observe(setup.rows, plan.roots + column, _column(predictions, column), seen)
+    deltas = outcome.deltas
+    if setup.policy.probes_plain_steps:
+        # The draft at a plain step's root costs nothing for a free drafter; its gap tells the policy whether to
+        # speculate again.
+        gap = (targets[:, 0] - drafted.draft_means[:, 0]).flatten(1).double().norm(dim=1) / drafted.sigmas[:, 0]
+        probe = (plan.lengths == 0) & plan.active & (drafted.sigmas[:, 0] > 0) & plan.ready
+        first = torch.where(probe, gap, deltas[:, 0] if width else math.nan)
+        deltas_seen = torch.cat([first[:, None], deltas[:, 1:]], dim=1)
+    else:
+        deltas_seen = deltas
+    setup.policy.observe(setup.rows, deltas_seen)
+    next_state = SamplerState(committed, position, torch.minimum(plan.first_bad_step, first_bad))
+    log = _RoundLog(plan.roots, plan.lengths, accepted, deltas, outcome.weights, plan.active)
+    return next_state, log
+
+
+def _wide(values: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) to broadcast against (B, *event)."""
+    return values.reshape(values.shape + (1,) * event_dims)
+
+
+def _column(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tensor[r, index[r]]`` for every row r of a (B, W, ...) tensor (a gather: static shapes, no host reads)."""
+    gather_index = index.reshape((-1,) + (1,) * (tensor.dim() - 1)).expand(-1, 1, *tensor.shape[2:])
+    return tensor.gather(1, gather_index).squeeze(1)
+
+
+def _stochastic_run_lengths(sigmas: torch.Tensor) -> torch.Tensor:
+    """``runs[n]``: consecutive steps with sigma > 0 from step n (N + 1,), 0 at the horizon and at sigma-0 steps."""
+    runs = [0] * (sigmas.shape[0] + 1)
+    for step, sigma in reversed(list(enumerate(sigmas.tolist()))):
+        runs[step] = runs[step + 1] + 1 if sigma > 0 else 0
+    return torch.tensor(runs, dtype=torch.long)
+
+
+def _round(setup: _Setup, state: SamplerState, plan: _Plan, layout: _Layout) -> tuple[SamplerState, _RoundLog]:
+    """One round after planning: draft, one target call, verify and commit."""
+    drafted = _draft(setup, plan, state, layout)
+    return _commit(setup, plan, drafted, _evaluate(setup, drafted, layout))
+
+
 def _speculate(
     evaluate: Evaluate,
     drafter: Drafter,
     chain: ModelChain | None,
     sigmas: torch.Tensor,
     x_init: torch.Tensor,
-    *,
-    window: int | WindowPolicy,
-    rule: Rule,
-    generator: torch.Generator | Sequence[torch.Generator],
+    options: _Options,
 ) -> SpeculativeResult:
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    policy = _as_policy(window)
     start_time = time.perf_counter()
     sigmas = _check_chain(sigmas, x_init)
-    horizon = int(sigmas.shape[0])
-    batch = int(x_init.shape[0])
-    streams = SampleStreams(sample_generators(generator, batch), x_init.dtype)
-    drafter.reset(batch, chain)
-    policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, rule)
-    context = _Context(evaluate, drafter, policy, sigmas, _stochastic_run_lengths(sigmas), rule, streams)
-    state = x_init.clone()
-    position = torch.zeros(batch, dtype=torch.long)
-    result = SpeculativeResult(
-        samples=state,
-        sample_rounds=torch.zeros(batch, dtype=torch.long),
-        sample_draft_cost=torch.zeros(batch, dtype=torch.float64),
-    )
-    while bool((position < horizon).any()):
-        _round(context, state, position, result)
-    result.samples = state
+    policy, device = options.policy, x_init.device
+    horizon, batch = int(sigmas.shape[0]), int(x_init.shape[0])
+    keys = sample_keys(options.generator, batch, device)
+    drafter.reset(batch, chain, device)
+    policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, _rule_family(options.rule), device)
+    runs = _stochastic_run_lengths(sigmas).to(device)
+    rows = torch.arange(batch, device=device)
+    setup = _Setup(evaluate, drafter, policy, options.rule, sigmas.to(device), runs, keys, rows, horizon)
+    position = torch.zeros(batch, dtype=torch.long, device=device)
+    state = SamplerState(x_init.clone(), position, torch.tensor(horizon, device=device))
+    plan_round = _maybe_compile(_plan, options.compile)
+    run_round = _maybe_compile(_round, options.compile)
+    logs: list[_RoundLog] = []
+    layouts: dict[int, _Layout] = {}
+    while True:
+        plan, flags = plan_round(setup, state)
+        running, longest, first_bad = flags.tolist()  # the round's one host synchronization
+        if first_bad < horizon:
+            _raise_non_finite(first_bad, "a target or draft mean (or the state they give) in the round starting")
+        if not running:
+            break
+        width = policy.max_window if options.compile else longest
+        if width not in layouts:
+            layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
+        state, log = run_round(setup, state, plan, layouts[width])
+        logs.append(log)
+    result = _result(logs, state.states, setup, drafter)
     result.wall_seconds = time.perf_counter() - start_time
-    result._horizon = horizon
     return result
 
 
-@dataclass(frozen=True)
-class _Context:
-    evaluate: Evaluate
-    drafter: Drafter
-    policy: WindowPolicy
-    sigmas: torch.Tensor  # (N,) float64
-    runs: torch.Tensor  # (N + 1,) stochastic run lengths
-    rule: Rule
-    streams: SampleStreams
+def _rule_family(rule: VerificationRule) -> str:
+    return "block" if isinstance(rule, BlockRule) else "token"
 
 
-def _column(values: torch.Tensor, event_dims: int) -> torch.Tensor:
-    return values[(...,) + (None,) * event_dims]
-
-
-def _round(context: _Context, state: torch.Tensor, position: torch.Tensor, result: SpeculativeResult) -> None:
-    sigmas, drafter, policy = context.sigmas, context.drafter, context.policy
-    horizon = sigmas.shape[0]
-    event = tuple(state.shape[1:])
-    size = math.prod(event)
-    device, dtype = state.device, state.dtype
-    active = torch.nonzero(position < horizon).squeeze(1)
-    count = int(active.shape[0])
-    result.sample_rounds[active] += 1
-    base = position[active]
-    wanted = policy.windows(active)
-    lengths = torch.where(drafter.ready(active), torch.minimum(wanted, context.runs[base]), 0)
-    stochastic_root = sigmas[base] > 0
-    longest = int(lengths.max())
-    if longest == 0:
-        _plain_round(context, state, position, result, active, base, stochastic_root)
-        return
-
-    # Each sample's randomness from its own streams: (L + 1) d normals and, when L >= 1, L + 1 uniforms (a plain
-    # stochastic step takes d normals, a deterministic one nothing). Row r's noise for window state j is noise[r, j].
-    normal_counts = torch.where(stochastic_root, (lengths + 1) * size, 0)
-    normals = context.streams.normals(active, normal_counts)
-    if normals.shape[1] < (longest + 1) * size:  # every row is deterministic
-        normals = torch.zeros((count, (longest + 1) * size), dtype=dtype)
-    noise = normals.reshape(count, longest + 1, *event).to(device)
-    uniforms = context.streams.uniforms(active, torch.where(lengths > 0, lengths + 1, 0))
-
-    # Draft: states (k, longest + 1, *event); row r uses columns 0..lengths[r] (the others stay 0).
-    states = torch.zeros((count, longest + 1, *event), dtype=dtype, device=device)
-    states[:, 0] = state[active]
-    draft_means = torch.zeros((count, max(longest, 1), *event), dtype=dtype, device=device)
-    for i in range(longest):
-        drafting = lengths > i
-        rows = slice(None) if bool(drafting.all()) else torch.nonzero(drafting).squeeze(1)
-        means = drafter.draft(states[rows, i], base[rows] + i, active[rows], i)
-        draft_means[rows, i] = means
-        step_sigmas = _column(sigmas[base[rows] + i].to(device=device, dtype=dtype), len(event))
-        states[rows, i + 1] = torch.addcmul(means, step_sigmas, noise[rows, i])
-    if longest > 0:
-        result.draft_calls += longest
-        result.draft_cost += drafter.draft_cost_per_round + drafter.draft_cost_per_step * longest
-        own = torch.where(lengths > 0, drafter.draft_cost_per_round + drafter.draft_cost_per_step * lengths, 0.0)
-        result.sample_draft_cost[active] += own.to(torch.float64)
-
-    # One batched target call on every window state whose step is inside the horizon.
-    targets, outputs, evaluated = _evaluate_windows(context, states, base, active, lengths)
-    result.target_calls += 1
-    result.target_evaluations += evaluated
-    result.rounds += 1
-
-    deterministic = torch.nonzero((lengths == 0) & ~stochastic_root).squeeze(1)
-    if deterministic.numel():
-        _deterministic_step(context, state, position, active, base, targets, outputs, deterministic)
-    plain = torch.nonzero((lengths == 0) & stochastic_root).squeeze(1)
-    if plain.numel():
-        _plain_step(context, state, position, result, active, base, states, targets, outputs, plain, noise[plain, 0])
-    speculating = torch.nonzero(lengths > 0).squeeze(1)
-    if speculating.numel():
-        window = _Speculated(active, base, lengths, states, draft_means, targets, outputs, noise, uniforms)
-        _verify_and_commit(context, state, position, result, window.rows(speculating, count))
-
-
-def _plain_round(
-    context: _Context,
-    state: torch.Tensor,
-    position: torch.Tensor,
-    result: SpeculativeResult,
-    active: torch.Tensor,
-    base: torch.Tensor,
-    stochastic_root: torch.Tensor,
-) -> None:
-    """A round in which every active sample takes a plain step (window 0): the general round without its windows.
-
-    It draws, evaluates and commits exactly what the general round does with every window 0 (d normals per
-    stochastic root, no uniforms; one target call on the roots), so the samples are bitwise the same.
-    """
-    count = int(active.shape[0])
-    event = tuple(state.shape[1:])
-    normals = context.streams.normals(active, torch.where(stochastic_root, math.prod(event), 0))
-    roots = state[active]
-    means, predictions = context.evaluate(roots, base, active)
-    result.target_calls += 1
-    result.target_evaluations += count
-    result.rounds += 1
-    # Width-1 windows (k, 1, ...) as views, in the layout the general round hands to _plain_step.
-    states, targets, outputs = roots[:, None], means.to(state.dtype)[:, None], predictions[:, None]
-    if not bool(stochastic_root.all()):
-        deterministic = torch.nonzero(~stochastic_root).squeeze(1)
-        _deterministic_step(context, state, position, active, base, targets, outputs, deterministic)
-    plain = torch.nonzero(stochastic_root).squeeze(1)
-    if plain.numel():
-        noise = normals.reshape(count, *event)[plain].to(state.device)
-        _plain_step(context, state, position, result, active, base, states, targets, outputs, plain, noise)
-
-
-def _deterministic_step(
-    context: _Context,
-    state: torch.Tensor,
-    position: torch.Tensor,
-    active: torch.Tensor,
-    base: torch.Tensor,
-    targets: torch.Tensor,
-    outputs: torch.Tensor,
-    members: torch.Tensor,
-) -> None:
-    """Rows ``members`` whose step is deterministic (sigma 0): take it plainly from the batched call's column 0."""
-    rows = active[members]
-    state[rows] = targets[members, 0]
-    position[rows] += 1
-    context.drafter.observe(rows, base[members], outputs[members, 0])
-
-
-def _evaluate_windows(
-    context: _Context, states: torch.Tensor, base: torch.Tensor, active: torch.Tensor, lengths: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Target means and predictions (k, longest + 1, ...) at the window states of steps inside the horizon, from
-    one call (0 elsewhere), and the number of states evaluated."""
-    horizon = context.sigmas.shape[0]
-    count, width, event = states.shape[0], states.shape[1], states.shape[2:]
-    columns = torch.arange(width)
-    steps = base[:, None] + columns[None, :]
-    needed = (columns[None, :] <= lengths[:, None]) & (steps < horizon)
-    if bool(needed.all()):
-        means, predictions = context.evaluate(
-            states.reshape(count * width, *event), steps.reshape(-1), active.repeat_interleave(width)
-        )
-        targets = means.to(states.dtype).reshape(states.shape)
-        return targets, predictions.reshape(count, width, *predictions.shape[1:]), count * width
-    rows_index, columns_index = torch.nonzero(needed, as_tuple=True)
-    means, predictions = context.evaluate(
-        states[rows_index, columns_index], steps[rows_index, columns_index], active[rows_index]
+def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter: Drafter) -> SpeculativeResult:
+    """The run's statistics, moved to the host once."""
+    batch = samples.shape[0]
+    result = SpeculativeResult(
+        samples=samples,
+        sample_rounds=torch.zeros(batch, dtype=torch.long),
+        sample_draft_cost=torch.zeros(batch, dtype=torch.float64),
     )
-    targets = torch.zeros_like(states)
-    targets[rows_index, columns_index] = means.to(states.dtype)
-    outputs = torch.zeros((count, width, *predictions.shape[1:]), dtype=predictions.dtype, device=states.device)
-    outputs[rows_index, columns_index] = predictions
-    return targets, outputs, int(rows_index.shape[0])
-
-
-def _plain_step(
-    context: _Context,
-    state: torch.Tensor,
-    position: torch.Tensor,
-    result: SpeculativeResult,
-    active: torch.Tensor,
-    base: torch.Tensor,
-    states: torch.Tensor,
-    targets: torch.Tensor,
-    outputs: torch.Tensor,
-    members: torch.Tensor,
-    noise: torch.Tensor,
-) -> None:
-    """Rows that take a plain stochastic step (window 0); a free drafter is probed at the root for its gap."""
-    drafter, rows, row_base = context.drafter, active[members], base[members]
-    step_sigmas = context.sigmas[row_base].to(device=state.device, dtype=state.dtype)
-    state[rows] = torch.addcmul(targets[members, 0], _column(step_sigmas, state.dim() - 1), noise)
-    position[rows] = row_base + 1
-    result.plain_steps += int(members.numel())
-    probe = members[drafter.ready(rows)] if context.policy.probes_plain_steps else members[:0]
-    if probe.numel():
-        # The draft at the root costs nothing for a free drafter; its gap tells the policy whether to speculate.
-        draft = drafter.draft(states[probe, 0], base[probe], active[probe], 0)
-        gap = (targets[probe, 0].double() - draft.double()).flatten(1).norm(dim=1)
-        context.policy.observe(active[probe], (gap / context.sigmas[base[probe]].to(gap.device))[:, None])
-    drafter.observe(rows, row_base, outputs[members, 0])
-
-
-@dataclass(frozen=True)
-class _Speculated:
-    """The drafted windows of a round, one row per verified sample (window lengths L_r >= 1)."""
-
-    active: torch.Tensor  # (m,) sample indices
-    base: torch.Tensor  # (m,) step index of each window's root
-    lengths: torch.Tensor  # (m,) L_r
-    states: torch.Tensor  # (m, L + 1, *event)
-    draft_means: torch.Tensor  # (m, L, *event)
-    targets: torch.Tensor  # (m, L + 1, *event)
-    outputs: torch.Tensor  # (m, L + 1, ...) target predictions
-    noise: torch.Tensor  # (m, L + 1, *event): noise[r, L_r] is the residual / bonus noise
-    uniforms: torch.Tensor  # (m, L + 1) float64: uniforms[r, :L_r] for the rule, uniforms[r, L_r] the residual's
-
-    def rows(self, members: torch.Tensor, count: int) -> _Speculated:
-        """The rows ``members`` of the round's k rows (no copy when they are all of them)."""
-        if members.numel() == count:
-            return self
-        return _Speculated(*(getattr(self, name)[members] for name in self.__dataclass_fields__))
-
-
-def _verify_and_commit(
-    context: _Context,
-    state: torch.Tensor,
-    position: torch.Tensor,
-    result: SpeculativeResult,
-    window: _Speculated,
-) -> None:
-    """Verify every drafted window in one call (per-row lengths) and commit each sample's next state."""
-    sigmas, horizon = context.sigmas, context.sigmas.shape[0]
-    rows, row_base, lengths = window.active, window.base, window.lengths
-    longest = int(window.draft_means.shape[1])
-    event_dims = state.dim() - 1
-    indices = torch.arange(rows.shape[0])
-    bonus_step = row_base + lengths
-    has_bonus = bonus_step < horizon
-    bonus_sigma = torch.where(has_bonus, sigmas[bonus_step.clamp(max=horizon - 1)], 0.0)
-    # Sigmas of steps 1..L_r (all > 0) and of the bonus step; 1 where the bonus is absent or deterministic (its draw
-    # is then not used); columns beyond a row's window are ignored by the rule.
-    step_sigmas = sigmas[(row_base[:, None] + torch.arange(longest + 1)[None, :]).clamp(max=horizon - 1)]
-    step_sigmas[indices, lengths] = torch.where(bonus_sigma > 0, bonus_sigma, 1.0)
-    outcome = apply_rule(
-        context.rule,
-        window.states,
-        window.draft_means,
-        window.targets,  # target at window states 0..L = means of steps 1..L+1
-        step_sigmas,
-        uniforms=window.uniforms[:, :longest],
-        residual_uniforms=window.uniforms[indices, lengths],
-        residual_noise=window.noise[indices, lengths],
-        lengths=lengths,
-    )
-    accepted = outcome.accepted.cpu()  # the bookkeeping stays on the host; the states stay on their device
-    full = accepted == lengths
-    next_state = outcome.next_state
-    deterministic_bonus = full & has_bonus & (bonus_sigma == 0)
-    if bool(deterministic_bonus.any()):
-        next_state[deterministic_bonus] = window.targets[deterministic_bonus, lengths[deterministic_bonus]]
-    kept = window.states[indices, accepted]
-    # Without a bonus step the window ends at the horizon: commit the last drafted state.
-    state[rows] = torch.where(_column(full & ~has_bonus, event_dims).to(state.device), kept, next_state)
-    position[rows] = torch.clamp(row_base + accepted + 1, max=horizon)
-    # The drafter learns the target's predictions at the last two evaluated states of the committed trajectory.
-    for lag in (1, 0):
-        column = accepted - lag
-        seen = (column >= 0) & (row_base + column < horizon)
-        if bool(seen.any()):
-            context.drafter.observe(rows[seen], row_base[seen] + column[seen], window.outputs[seen, column[seen]])
-    deltas = outcome.deltas[:, :longest].cpu()
-    context.policy.observe(rows, deltas)
-    result.accepted.append(accepted)
-    result.deltas.append(deltas)
-    result.weights.append(outcome.weights.cpu())
-    result.windows.append(lengths)
-    result.steps.append(row_base)
+    result._horizon = setup.horizon
+    if not logs:
+        return result
+    widths = [int(log.deltas.shape[1]) for log in logs]
+    flat = torch.cat(
+        [torch.cat([log.roots, log.lengths, log.accepted, log.active.long()]).double() for log in logs]
+        + [torch.cat([log.deltas.flatten(), log.weights.flatten()]) for log in logs]
+    ).cpu()
+    integers, offset = flat[: 4 * batch * len(logs)].long().reshape(len(logs), 4, batch), 4 * batch * len(logs)
+    sigmas = setup.sigmas.cpu()
+    per_round, per_step = drafter.draft_cost_per_round, drafter.draft_cost_per_step
+    for log_index, width in enumerate(widths):
+        roots, lengths, accepted, active = integers[log_index]
+        values = flat[offset : offset + 2 * batch * width].reshape(2, batch, width)
+        offset += 2 * batch * width
+        verified = (lengths > 0).nonzero().squeeze(1)
+        longest = int(lengths.max())
+        result.rounds += 1
+        result.target_calls += 1
+        result.target_evaluations += batch * (width + 1)
+        if width:
+            result.draft_calls += width
+            result.draft_cost += per_round + per_step * width
+        active_rows = active.bool()
+        result.sample_rounds += active_rows.long()
+        result.sample_draft_cost += torch.where(lengths > 0, per_round + per_step * lengths.double(), 0.0)
+        stochastic = sigmas[roots.clamp(max=setup.horizon - 1)] > 0
+        result.plain_steps += int((active_rows & (lengths == 0) & stochastic).sum())
+        if verified.numel():
+            result.accepted.append(accepted[verified])
+            result.deltas.append(values[0, verified, :longest])
+            result.weights.append(values[1, verified, :longest])
+            result.windows.append(lengths[verified])
+            result.steps.append(roots[verified])
+    return result

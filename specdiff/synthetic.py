@@ -8,26 +8,12 @@ target mean is shifted by a fixed vector (``mu_i(x) = x + delta_i sigma e_1``), 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
-from specdiff.verify import RULES, Rule, VerificationResult, apply_rule
+from specdiff.verify import RULES, Rule, VerificationResult, VerificationRule, Window, WindowRandomness, apply_rule
 
-__all__ = ["RULES", "Rule", "SyntheticWindow", "constant_shift_window", "verify_window"]
-
-
-@dataclass(frozen=True)
-class SyntheticWindow:
-    """A drafted window and the randomness to verify it (shapes as in ``specdiff.verify``)."""
-
-    states: torch.Tensor
-    draft_means: torch.Tensor
-    target_means: torch.Tensor
-    sigmas: torch.Tensor
-    uniforms: torch.Tensor
-    residual_uniforms: torch.Tensor
-    residual_noise: torch.Tensor
+__all__ = ["RULES", "Rule", "constant_shift_window", "verify_window"]
 
 
 def constant_shift_window(
@@ -38,7 +24,7 @@ def constant_shift_window(
     generator: torch.Generator,
     sigma: float = 1.0,
     dtype: torch.dtype = torch.float64,
-) -> SyntheticWindow:
+) -> tuple[Window, WindowRandomness]:
     """Draft a window of ``len(deltas)`` steps of the shifted random walk for ``samples`` independent rows.
 
     Parameters
@@ -58,7 +44,8 @@ def constant_shift_window(
 
     Returns
     -------
-    SyntheticWindow
+    (Window, WindowRandomness)
+        The window (every row of length L, sigmas (B, L+1) float64) and the randomness to verify it.
     """
     if len(deltas) < 1:
         raise ValueError("a window needs at least one drafted step")
@@ -69,26 +56,33 @@ def constant_shift_window(
     noise = torch.randn(samples, window, dimension, generator=generator, dtype=torch.float64)
     root = torch.zeros(samples, 1, dimension, dtype=torch.float64)
     states = torch.cat([root, torch.cumsum(sigma * noise, dim=1)], dim=1)
-    return SyntheticWindow(
+    drafted = Window(
         states=states.to(dtype),
         draft_means=states[:, :window].to(dtype),
         target_means=(states + shifts).to(dtype),
-        sigmas=torch.full((window + 1,), sigma, dtype=dtype),
+        sigmas=torch.full((samples, window + 1), sigma, dtype=torch.float64),
+        lengths=torch.full((samples,), window, dtype=torch.long),
+    )
+    randomness = WindowRandomness(
         uniforms=torch.rand(samples, window, generator=generator, dtype=torch.float64),
         residual_uniforms=torch.rand(samples, generator=generator, dtype=torch.float64),
         residual_noise=torch.randn(samples, dimension, generator=generator, dtype=torch.float64).to(dtype),
     )
+    return drafted, randomness
 
 
-def verify_window(window: SyntheticWindow, rule: Rule) -> VerificationResult:
-    """Apply ``rule`` ("token-reflection", "token-residual" or "block") to a synthetic window."""
+def verify_window(window: tuple[Window, WindowRandomness], rule: Rule | VerificationRule) -> VerificationResult:
+    """Apply ``rule`` (a name of ``specdiff.verify.RULES`` or ``CONTROL_RULES``, or a rule object) to a synthetic
+    window, through the checked entry point."""
+    drafted, randomness = window
     return apply_rule(
         rule,
-        window.states,
-        window.draft_means,
-        window.target_means,
-        window.sigmas,
-        uniforms=window.uniforms,
-        residual_uniforms=window.residual_uniforms,
-        residual_noise=window.residual_noise,
+        drafted.states,
+        drafted.draft_means,
+        drafted.target_means,
+        drafted.sigmas,
+        uniforms=randomness.uniforms,
+        residual_uniforms=randomness.residual_uniforms,
+        residual_noise=randomness.residual_noise,
+        lengths=drafted.lengths,
     )

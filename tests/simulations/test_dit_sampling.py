@@ -5,14 +5,20 @@ test. Plus smoke runs of the demo, the benchmark script and the DiT exactness sc
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from simulations import bench_gpu, dit_exactness
-from specdiff.demo import format_demo, run_demo
+from specdiff import demo
+from specdiff.demo import format_demo, measure_batch_cost, run_demo
+from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import load_pretrained
 from specdiff.policies import FixedWindow
 from tests.statistics import ALPHA, z_threshold
@@ -20,6 +26,9 @@ from tests.statistics import ALPHA, z_threshold
 # n = 150 per arm in one class at N = 60 steps (the reuse draft accepts ~0.5 steps per round there); a fixed window
 # of 8 so that speculation happens at every round. MMD and KS at ALPHA detect a 0.3 sd mean shift at this n.
 SAMPLES = 150
+# The class p-value is min(1, 2 min(p_MMD, p_KS)) and a permutation p-value is at least 1 / (P + 1): with P = 29,999
+# the MMD half alone reaches 2 / 30,000 < ALPHA (with 100 permutations it could never go below 0.0198), about 1 s.
+PERMUTATIONS = 29_999
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +41,9 @@ def model() -> torch.nn.Module:
 def test_speculative_dit_samples_match_plain_samples(model: torch.nn.Module, rule: str) -> None:
     result = dit_exactness.check(
         model, rule=rule, drafter="free-reuse", control=None, classes=(3,), samples_per_class=SAMPLES,  # type: ignore[arg-type]
-        steps=60, seed=5, permutations=100, window=FixedWindow(8),
+        steps=60, seed=5, permutations=PERMUTATIONS, window=FixedWindow(8),
     )  # fmt: skip
+    assert 2 / (PERMUTATIONS + 1) < ALPHA  # each half of the Bonferroni pair can reject on its own
     assert result.p_value > ALPHA
     assert abs(result.calibration_z) < z_threshold()
     assert result.measured_steps_per_round > 1.3 and result.target_calls < result.plain_target_calls
@@ -43,21 +53,70 @@ def test_speculative_dit_samples_match_plain_samples(model: torch.nn.Module, rul
 def test_accept_always_control_is_rejected_on_the_dit(model: torch.nn.Module) -> None:
     result = dit_exactness.check(
         model, rule="block", drafter="free-reuse", control="accept-always", classes=(3,), samples_per_class=SAMPLES,
-        steps=60, seed=5, permutations=100, window=FixedWindow(8),
+        steps=60, seed=5, permutations=PERMUTATIONS, window=FixedWindow(8),
     )  # fmt: skip
     assert result.p_value < ALPHA
 
 
-def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
+def test_demo_runs_and_writes_its_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Independent counts: the network's forward calls inside each sampler (one batched call per step or round), and
+    # the cost curve the demo measured (c(1) .. c(max_window + 1)).
+    calls: Counter[str] = Counter()
+    curves: list[list[float]] = []
+
+    def counted(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def wrapper(model: Any, *arguments: Any, **keywords: Any) -> Any:
+            hook = model.model.register_forward_hook(lambda *_: calls.update([name]))
+            try:
+                return function(model, *arguments, **keywords)
+            finally:
+                hook.remove()
+
+        return wrapper
+
+    def recorded(*arguments: Any, **keywords: Any) -> list[float]:
+        curves.append(measure_batch_cost(*arguments, **keywords))
+        return curves[-1]
+
+    monkeypatch.setattr(demo, "sample_plain", counted(demo.sample_plain, "plain"))
+    monkeypatch.setattr(demo, "sample", counted(demo.sample, "speculative"))
+    monkeypatch.setattr(demo, "measure_batch_cost", recorded)
     result = run_demo(steps=12, samples_per_class=1, max_window=4, seed=3, output_dir=tmp_path, progress=False)
-    assert result.plain_target_calls == 12 and 1 <= result.speculative_target_calls <= 12
+    assert result.plain_target_calls == calls["plain"] == 12
+    assert result.speculative_target_calls == calls["speculative"]
+    assert len(curves) == 1 and len(curves[0]) == 5 and result.batch_cost_ratio == curves[0][4] / curves[0][0]
     assert (tmp_path / "demo_digits.png").stat().st_size > 0
     assert json.loads((tmp_path / "demo.json").read_text())["batch"] == 10
-    assert "wall-clock speedup" in format_demo(result) and result.batch_cost_ratio > 0
+    assert "wall-clock speedup" in format_demo(result)
+    # A cost growing linearly in the states per sample: no window can beat a plain step (at most L + 1 steps for
+    # L + 1 times the cost), so after the first windows (the initial window, max_window, before any gap is observed)
+    # every step is plain.
+    linear = [1.0, 2.0, 3.0, 4.0, 5.0]
+    monkeypatch.setattr(demo, "measure_batch_cost", lambda *arguments, **keywords: list(linear))
     measured = run_demo(steps=12, samples_per_class=1, max_window=4, seed=3, measured_cost=True, progress=False)
-    assert measured.measured_cost and measured.speculative_target_calls <= 12
+    assert measured.measured_cost and measured.batch_cost_ratio == 5.0 and measured.mean_window == 4.0
+    assert measured.speculative_target_calls == calls["speculative"] - result.speculative_target_calls
     with pytest.raises(ValueError):
         run_demo(steps=1)
+
+
+def test_demo_cost_curve_evaluates_m_states_per_sample() -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def network(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append((x, t, y))
+        return x
+
+    states, labels = torch.randn(3, 1, 8, 8), torch.tensor([4, 1, 7])
+    kernel = DDPMKernel(linear_schedule(1000), num_steps=12)
+    curve = measure_batch_cost(network, kernel, states, labels, max_window=2, repeats=1)  # type: ignore[arg-type]
+    assert len(curve) == 3
+    # one untimed and one timed call per m = 1, 2, 3: m copies of the states, their labels and one timestep
+    assert [int(x.shape[0]) for x, _, _ in seen] == [3, 3, 6, 6, 9, 9]
+    for x, t, y in seen:
+        copies = x.shape[0] // 3
+        assert x.equal(states.repeat(copies, 1, 1, 1)) and y.equal(labels.repeat(copies))
+        assert t.shape == (x.shape[0],) and bool((t == kernel.timesteps[0]).all())
 
 
 def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
@@ -71,10 +130,12 @@ def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
         assert required <= set(record)
         assert record["speedup"] == pytest.approx(record["baseline_wall_seconds"] / record["wall_seconds"])
     perfect = [r for r in payload["records"] if r["drafter"] == "perfect"]
-    assert perfect and all(r["target_calls"] <= r["steps"] for r in perfect)
+    # A perfect draft (the target itself) is always accepted: every round commits window + 1 steps.
+    assert perfect and all(r["target_calls"] == math.ceil(r["steps"] / (int(r["window"]) + 1)) for r in perfect)
     # The adaptive policy is given the sampler's own time per round, measured once per cell (one value per cell).
     adaptive = [r for r in payload["records"] if r["window"] == "adaptive"]
-    assert adaptive and len({r["round_overhead"] for r in adaptive}) == 1 and adaptive[0]["round_overhead"] >= 0.0
+    overheads = {r["round_overhead"] for r in adaptive}
+    assert adaptive and len(overheads) == 1 and math.isfinite(adaptive[0]["round_overhead"])
     assert all(
         r["round_overhead"] is None for r in payload["records"] if r["window"] == "4" and r["drafter"] != "perfect"
     )

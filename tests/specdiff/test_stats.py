@@ -327,10 +327,20 @@ def test_event_shapes_are_flattened_and_scalar_events_work() -> None:
     assert ks_one_sample_projection(first, torch.zeros(2, 4), 1.0, directions.reshape(2, 2, 4)).p_values == (
         ks_one_sample_projection(first, 0.0, 1.0, directions).p_values
     )
+    # A scalar event is the event (1,): the same result as the one-column sample, and the energy distance computed
+    # here independently (U-statistics, numpy).
     scalars = energy_test(first[:, 0], second[:, 0], permutations=19, generator=_generator(3))
-    assert 0 < scalars.p_value <= 1
-    assert ks_one_sample_projection(first[:, 0], 0.0, 1.0, torch.ones(1)).p_value > 0
-    assert energy_test(first.float(), second.float(), permutations=19, generator=_generator(3)).p_value > 0
+    assert scalars == energy_test(first[:, :1], second[:, :1], permutations=19, generator=_generator(3))
+    x, y = first[:, 0].numpy(), second[:, 0].numpy()
+    within_x, within_y = (np.abs(v[:, None] - v[None]).sum() / (v.size * (v.size - 1)) for v in (x, y))
+    energy = 2 * np.abs(x[:, None] - y[None]).mean() - within_x - within_y
+    assert scalars.statistic == pytest.approx(energy, rel=1e-12)
+    one_sample = ks_one_sample_projection(first[:, 0], 0.3, 1.5, torch.ones(1)).p_value
+    assert one_sample == pytest.approx(scipy_stats.kstest(x, "norm", args=(0.3, 1.5)).pvalue, rel=1e-12)
+    # float32 inputs are computed in float64: the same result as their float64 copies.
+    single = (first.float(), second.float())
+    in_float32 = energy_test(*single, permutations=19, generator=_generator(3))
+    assert in_float32 == energy_test(*(arm.double() for arm in single), permutations=19, generator=_generator(3))
 
 
 # ----------------------------------------------------------------------------------------------------------------

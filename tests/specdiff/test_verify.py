@@ -13,24 +13,35 @@ import pytest
 import torch
 
 import specdiff.verify as verify_module
-from simulations.controls import CONTROLS, control_patches
+from simulations.controls import CONTROLS
 from specdiff.sampler import speculative_chain
 from specdiff.synthetic import constant_shift_window, verify_window
-from specdiff.verify import RULES, Rule, block_verify, token_verify
+from specdiff.verify import CONTROL_RULES, RULES, Rule, block_verify, token_verify
 from tests.specdiff.chain import AffineChain
 from tests.statistics import ALPHA, normal_ks_pvalue, z_threshold
 from theory.gaussian import acceptance_probability
 from theory.linear_gaussian import chain_marginals
 from theory.verification import acceptance_profile
 
-# ---------------------------------------------------------------------------------------------------------------
-# Negative controls: deliberately wrong variants of the block rule, made by patching one internal piece.
-# ---------------------------------------------------------------------------------------------------------------
+
+class _Flat:
+    """A synthetic window and its randomness as one namespace, with the sigmas shared by the rows as (L+1,)."""
+
+    def __init__(self, pair):  # type: ignore[no-untyped-def]
+        drafted, randomness = pair
+        self.pair = pair
+        self.states, self.draft_means, self.target_means = drafted.states, drafted.draft_means, drafted.target_means
+        self.sigmas = drafted.sigmas[0]
+        self.uniforms, self.residual_uniforms = randomness.uniforms, randomness.residual_uniforms
+        self.residual_noise = randomness.residual_noise
 
 
-def _apply_control(monkeypatch: pytest.MonkeyPatch, control: str) -> None:
-    for name, function in control_patches(control).items():
-        monkeypatch.setattr(verify_module, name, function)
+def _synthetic(*arguments, **keywords) -> _Flat:  # type: ignore[no-untyped-def]
+    return _Flat(constant_shift_window(*arguments, **keywords))
+
+
+def _verified(window: _Flat, rule):  # type: ignore[no-untyped-def]
+    return verify_window(window.pair, rule)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -39,7 +50,7 @@ def _apply_control(monkeypatch: pytest.MonkeyPatch, control: str) -> None:
 
 
 def _window(batch: int = 4, window: int = 3, dimension: int = 5, seed: int = 0, delta: float = 0.7):  # type: ignore[no-untyped-def]
-    return constant_shift_window([delta] * window, batch, dimension, generator=torch.Generator().manual_seed(seed))
+    return _synthetic([delta] * window, batch, dimension, generator=torch.Generator().manual_seed(seed))
 
 
 def _arguments(window) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
@@ -57,28 +68,19 @@ def _arguments(window) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-de
 @pytest.mark.parametrize("rule", RULES)
 def test_result_shapes_and_dtypes(rule: Rule) -> None:
     window = _window()
-    result = verify_window(window, rule)
+    result = _verified(window, rule)
     assert result.accepted.shape == (4,) and result.accepted.dtype == torch.long
     assert result.next_state.shape == (4, 5) and result.next_state.dtype == torch.float64
     assert result.weights.shape == (4, 3) and result.stop_probs.shape == (4, 3)
-    assert result.deltas.shape == (4, 4)
-    assert torch.allclose(result.deltas[:, :3], torch.full((4, 3), 0.7, dtype=torch.float64))
-    assert torch.isnan(result.deltas[:, 3]).all()  # no draft mean for the bonus step was given
+    assert result.deltas.shape == (4, 3)
+    assert torch.allclose(result.deltas, torch.full((4, 3), 0.7, dtype=torch.float64))
     assert bool(((result.accepted >= 0) & (result.accepted <= 3)).all())
-
-
-def test_bonus_delta_reported_when_its_draft_mean_is_given() -> None:
-    window = _window()
-    arguments = _arguments(window)
-    arguments["draft_means"] = window.states  # draft means of steps 1..L+1 (nu(x) = x)
-    result = block_verify(**arguments)
-    assert torch.allclose(result.deltas, torch.full((4, 4), 0.7, dtype=torch.float64))
 
 
 def test_window_of_one_block_equals_token_with_fresh_residual() -> None:
     window = _window(batch=2000, window=1, dimension=3, delta=1.3)
-    block = verify_window(window, "block")
-    token = verify_window(window, "token-residual")
+    block = _verified(window, "block")
+    token = _verified(window, "token-residual")
     assert torch.equal(block.accepted, token.accepted)
     assert torch.equal(block.next_state, token.next_state)
     assert 0 < int(block.accepted.sum()) < 2000  # both branches exercised
@@ -102,7 +104,7 @@ def test_perfect_draft_accepts_everything_and_takes_the_bonus_step(rule: Rule) -
 
 def test_token_reflection_reflects_the_draft_noise_on_rejection() -> None:
     window = _window(batch=3, window=2, delta=40.0)  # r is astronomically small: the first step is rejected
-    result = verify_window(window, "token-reflection")
+    result = _verified(window, "token-reflection")
     assert bool((result.accepted == 0).all())
     noise = (window.states[:, 1] - window.draft_means[:, 0]) / window.sigmas[0]
     reflected = noise.clone()
@@ -124,8 +126,8 @@ def test_block_keeps_the_last_success_not_the_first_failure() -> None:
 
 def test_block_weights_follow_the_reflected_walk() -> None:
     window = _window(batch=6, window=4, delta=0.9, seed=7)
-    result = verify_window(window, "block")
-    token = verify_window(window, "token-residual")
+    result = _verified(window, "block")
+    token = _verified(window, "token-residual")
     log_ratio = torch.log(token.weights)  # token weights are min(1, r_i): recover log r_i where r_i < 1
     expected = torch.ones(6, dtype=torch.float64)
     for i in range(4):
@@ -139,7 +141,7 @@ def test_block_weights_follow_the_reflected_walk() -> None:
 
 def test_outputs_are_row_independent() -> None:
     window = _window(batch=5, window=3, delta=1.1, seed=11)
-    full = verify_window(window, "block")
+    full = _verified(window, "block")
     for row in range(5):
         single = block_verify(
             **{name: value[row : row + 1] if name != "sigmas" else value for name, value in _arguments(window).items()}
@@ -149,11 +151,11 @@ def test_outputs_are_row_independent() -> None:
 
 
 def test_float32_inputs() -> None:
-    window = constant_shift_window([0.6] * 3, 64, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float32)
-    result = verify_window(window, "block")
+    window = _synthetic([0.6] * 3, 64, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float32)
+    result = _verified(window, "block")
     assert result.next_state.dtype == torch.float32
-    reference = constant_shift_window([0.6] * 3, 64, 4, generator=torch.Generator().manual_seed(5))
-    assert (result.accepted == verify_window(reference, "block").accepted).float().mean() > 0.95
+    reference = _synthetic([0.6] * 3, 64, 4, generator=torch.Generator().manual_seed(5))
+    assert (result.accepted == _verified(reference, "block").accepted).float().mean() > 0.95
 
 
 @pytest.mark.parametrize(
@@ -164,6 +166,7 @@ def test_float32_inputs() -> None:
         ({"sigmas": torch.tensor([1.0, float("nan"), 1.0, 1.0])}, "NaN"),
         ({"sigmas": torch.ones(3)}, "sigmas"),
         ({"draft_means": torch.zeros(4, 2, 5)}, "draft_means"),
+        ({"draft_means": torch.zeros(4, 4, 5)}, "draft_means"),
         ({"target_means": torch.zeros(4, 3, 5)}, "target_means"),
         ({"residual_noise": torch.zeros(4, 6)}, "residual_noise"),
         ({"uniforms": torch.full((4, 3), 1.0)}, "uniforms"),
@@ -214,7 +217,7 @@ def _cut(arguments: dict[str, torch.Tensor], row: int, length: int) -> dict[str,
 def _lengths_window(garbage: bool) -> dict[str, torch.Tensor]:
     """Eight rows of a window of 4 with sigmas varying per row and step; ``garbage`` puts NaN beyond each row's
     window (the draft states and means of steps past L_r, and the target means past its bonus step)."""
-    window = constant_shift_window([0.9, 0.4, 1.3, 0.2], 8, 3, generator=torch.Generator().manual_seed(9))
+    window = _synthetic([0.9, 0.4, 1.3, 0.2], 8, 3, generator=torch.Generator().manual_seed(9))
     arguments = _arguments(window)
     arguments["sigmas"] = 0.5 + torch.rand(8, 5, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     if garbage:
@@ -278,27 +281,26 @@ def _profile_z_scores(accepted: torch.Tensor, predicted: np.ndarray) -> np.ndarr
 def test_accepted_length_profile_matches_theory(rule: Rule) -> None:
     # P(tau >= i) for each i against acceptance_profile (token: prod alpha_k; block: E[w_i]) in d = 8.
     generator = torch.Generator().manual_seed(ACCEPTANCE_SEED)
-    window = constant_shift_window(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
-    accepted = verify_window(window, rule).accepted
+    window = _synthetic(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
+    accepted = _verified(window, rule).accepted
     theory_rule = "block" if rule == "block" else "token"
     z = _profile_z_scores(accepted, acceptance_profile(GAPS, theory_rule))
     assert np.abs(z).max() < z_threshold(ALPHA, comparisons=len(GAPS)), z
 
 
 @pytest.mark.parametrize("control", ["lagged-weight", "first-failure", "accept-always"])
-def test_accepted_length_profile_rejects_broken_block_rules(monkeypatch: pytest.MonkeyPatch, control: str) -> None:
-    _apply_control(monkeypatch, control)
+def test_accepted_length_profile_rejects_broken_block_rules(control: str) -> None:
     generator = torch.Generator().manual_seed(ACCEPTANCE_SEED)
-    window = constant_shift_window(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
-    z = _profile_z_scores(verify_window(window, "block").accepted, acceptance_profile(GAPS, "block"))
+    window = _synthetic(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
+    z = _profile_z_scores(_verified(window, CONTROL_RULES[control]).accepted, acceptance_profile(GAPS, "block"))
     assert np.abs(z).max() > z_threshold(ALPHA, comparisons=len(GAPS)), z
 
 
 def test_token_profile_is_not_the_block_profile() -> None:
     # Negative control of the calibration itself: token-rule lengths are rejected as block predictions.
     generator = torch.Generator().manual_seed(ACCEPTANCE_SEED)
-    window = constant_shift_window(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
-    z = _profile_z_scores(verify_window(window, "token-residual").accepted, acceptance_profile(GAPS, "block"))
+    window = _synthetic(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
+    z = _profile_z_scores(_verified(window, "token-residual").accepted, acceptance_profile(GAPS, "block"))
     assert np.abs(z).max() > z_threshold(ALPHA, comparisons=len(GAPS)), z
 
 
@@ -306,8 +308,8 @@ def test_martingale_calibration_of_token_acceptance() -> None:
     # Given the history, step i is accepted with probability alpha(delta_i) when steps 1..i-1 were accepted
     # (DESIGN.md §8): sum(indicator - prediction) over verified steps has mean 0 and a known variance.
     generator = torch.Generator().manual_seed(ACCEPTANCE_SEED + 1)
-    window = constant_shift_window(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
-    accepted = verify_window(window, "token-residual").accepted
+    window = _synthetic(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
+    accepted = _verified(window, "token-residual").accepted
     alpha = torch.as_tensor(acceptance_probability(GAPS))
     positions = torch.arange(1, len(GAPS) + 1)
     verified = positions[None, :] <= (accepted[:, None] + 1).clamp(max=len(GAPS))  # steps that were judged
@@ -327,12 +329,10 @@ ONE_STEP_SEED = 7
 ONE_STEP_SAMPLES = 20_000
 
 
-def _first_committed_state(rule: Rule, dimension: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _first_committed_state(rule, dimension: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
     """Window of 3 with gaps 1.0: the first committed state and the target mean of step 1."""
-    window = constant_shift_window(
-        [1.0, 1.0, 1.0], ONE_STEP_SAMPLES, dimension, generator=torch.Generator().manual_seed(seed)
-    )
-    result = verify_window(window, rule)
+    window = _synthetic([1.0, 1.0, 1.0], ONE_STEP_SAMPLES, dimension, generator=torch.Generator().manual_seed(seed))
+    result = _verified(window, rule)
     first = torch.where((result.accepted >= 1)[:, None], window.states[:, 1], result.next_state)
     return first, window.target_means[:, 0]
 
@@ -356,11 +356,12 @@ def test_first_step_has_the_target_law(rule: Rule) -> None:
     assert min(pvalues) > ALPHA / 6, pvalues  # Bonferroni over 5 comparisons (rounded up to 6)
 
 
-def test_first_step_test_rejects_accept_always(monkeypatch: pytest.MonkeyPatch) -> None:
-    _apply_control(monkeypatch, "accept-always")
+def test_first_step_test_rejects_accept_always() -> None:
     pvalues = []
     for dimension in (1, 8, 64):
-        first, target_mean = _first_committed_state("block", dimension, ONE_STEP_SEED + dimension)
+        first, target_mean = _first_committed_state(
+            CONTROL_RULES["accept-always"], dimension, ONE_STEP_SEED + dimension
+        )
         pvalues += _one_step_pvalues(first, target_mean, dimension)
     assert min(pvalues) < ALPHA / 6, pvalues
 
@@ -403,7 +404,7 @@ def _chain_marginal(step: int) -> tuple[np.ndarray, float]:
     return marginals.means[step], float(covariance[0, 0])
 
 
-def _chain_pvalues(rule: Rule) -> list[float]:
+def _chain_pvalues(rule) -> list[float]:  # type: ignore[no-untyped-def]
     start = torch.zeros(CHAIN_SAMPLES, CHAIN_DIMENSION, dtype=torch.float64)
     chain = _affine_chain()
     generator = torch.Generator().manual_seed(CHAIN_SEED)
@@ -438,7 +439,6 @@ def test_trajectories_have_the_target_marginals(rule: Rule) -> None:
 
 
 @pytest.mark.parametrize("control", CONTROLS)
-def test_trajectory_test_rejects_broken_block_rules(monkeypatch: pytest.MonkeyPatch, control: str) -> None:
-    _apply_control(monkeypatch, control)
-    pvalues = _chain_pvalues("block")
+def test_trajectory_test_rejects_broken_block_rules(control: str) -> None:
+    pvalues = _chain_pvalues(CONTROL_RULES[control])
     assert min(pvalues) < ALPHA / 4, pvalues

@@ -1,0 +1,485 @@
+"""What a speculative round costs the host: kernel launches, host synchronizations and the sampler's own CPU time.
+
+On a GPU every tensor operation is a kernel launch (5-10 µs of host time) and every host read of a device value
+stalls the launch queue, so a round's fixed cost is what decides whether speculation pays off with a cheap target.
+This benchmark measures it on a near-free chain where the sampler is everything: ``x -> 0.98 x + b + sigma noise``
+in d dimensions, ``b`` a fixed vector of norm 0.5 along (1, -1, 1, ...), sigma 0.1 at every one of N steps, float32
+states; the draft mean is ``0.98 x + 0.9 b``, a gap of ``0.1 |b| / sigma = 0.5`` sigma at every step (roughly 80% of
+the drafted steps accepted, so both the accepting and the residual paths run). Only the public API is used:
+``specdiff.sampler.plain_chain`` and ``specdiff.sampler.speculative_chain`` (fixed window ``window=L``).
+
+Per cell (d, batch B, window L, rule, mode):
+
+- kernel-launching operations and host synchronizations (by kind) per round, from one run counted by
+  :class:`specdiff.opcount.OpCounter` (``cpu_is_host=True``) under :class:`specdiff.opcount.SimulatedDevice`, with
+  ``x_init`` and ``b`` on the simulated device and ``sigmas`` and the generators on the host: the placement of a GPU
+  run with the states on the device. The operations of the two mean functions are counted apart (``model_*``), so
+  the launches are the sampler's own. Divided by ``result.rounds``.
+- the same per plain step, from a counted ``plain_chain`` run divided by N;
+- the sampler's own CPU time per round and per plain step: wall time less the time spent inside the target and draft
+  mean functions (``time.perf_counter`` around each call), fastest of 3 repeats after a warm-up run, one thread,
+  plain CPU tensors (no counter, no simulation). As in ``simulations.overhead``, glibc is asked to keep freed
+  memory (without it the large d = 16384 rounds spend as much time faulting pages in as computing).
+
+Mode ``compiled`` passes ``compile=True`` to ``speculative_chain`` (and to ``plain_chain`` if it takes it); where the
+keyword does not exist its cells are recorded as ``"unavailable"``. Under the counter compiled code runs its eager
+operations (see ``specdiff.opcount``): its launches per round are an upper bound (fusion is not seen), its
+synchronizations those of its graph breaks; its times are measured without a counter.
+
+The ``targets`` section evaluates the goals of the round rebuild from these measurements: at most one host
+synchronization per round; at most 300 kernel-launching operations per round eager at L = 8, not growing with B
+or d (at most 10% above the smallest B and d of the same rule); compiled, the sampler's own CPU time per round at
+d = 64, B = 1, L = 8 at most twice a plain step's. Each is ``met``, ``not met`` or ``unavailable``.
+
+Run ``python -m simulations.round_cost`` (about 3 minutes on 2 cores) or ``--smoke`` (seconds). Writes
+``results/round_cost.json`` (``--output`` to change it) and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import specdiff
+from simulations.common import script_arguments, write_results
+from simulations.overhead import keep_freed_memory
+from simulations.provenance import REPOSITORY_ROOT
+from specdiff.opcount import OpCounter, OpCounts, SimulatedDevice
+from specdiff.sampler import plain_chain, speculative_chain
+
+DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "round_cost.json"
+SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "round_cost.json"
+DEFAULT_SEED = 11
+
+CONTRACTION = 0.98
+DRIFT_NORM = 0.5
+DRAFT_DRIFT_SCALE = 0.9
+SIGMA = 0.1
+DTYPE = torch.float32
+RULES = ("block", "token-reflection")
+MODES = ("eager", "compiled")
+#: The sampler sources whose hash is recorded (the cost measured is theirs).
+SOURCES = ("sampler.py", "verify.py", "residual.py", "randomness.py", "drafters.py", "policies.py", "chain.py")
+
+#: Targets of the round rebuild.
+MAX_SYNCS_PER_ROUND = 1.0
+MAX_LAUNCHES_PER_ROUND = 300.0
+TARGET_WINDOW = 8
+MAX_GROWTH = 1.1
+MAX_COMPILED_ROUND_OVER_PLAIN_STEP = 2.0
+
+
+@dataclass(frozen=True)
+class Config:
+    dimensions: tuple[int, ...]
+    batches: tuple[int, ...]
+    windows: tuple[int, ...]
+    steps: int
+    repeats: int
+
+
+FULL = Config(dimensions=(64, 16384), batches=(1, 64), windows=(4, 8, 16), steps=32, repeats=3)
+SMOKE = Config(dimensions=(8,), batches=(1, 3), windows=(2,), steps=8, repeats=1)
+
+
+class TimedMean:
+    """A mean function that adds up the wall time spent inside it, its operations excluded from a counter."""
+
+    def __init__(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.function = function
+        self.seconds = 0.0
+        self.counter: OpCounter | None = None
+
+    def __call__(self, states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        context: AbstractContextManager[None] = nullcontext() if self.counter is None else self.counter.excluding()
+        with context:
+            start = time.perf_counter()
+            output = self.function(states, steps)
+            self.seconds += time.perf_counter() - start
+        return output
+
+
+def drift(dimension: int) -> torch.Tensor:
+    """``b``: norm ``DRIFT_NORM`` along (1, -1, 1, ...)."""
+    sign = torch.tensor([(-1.0) ** i for i in range(dimension)], dtype=DTYPE)
+    return DRIFT_NORM * sign / math.sqrt(dimension)
+
+
+def means(b: torch.Tensor) -> tuple[TimedMean, TimedMean]:
+    """The target mean ``0.98 x + b`` and the draft mean ``0.98 x + 0.9 b``, timed."""
+    draft_b = DRAFT_DRIFT_SCALE * b
+    return (
+        TimedMean(lambda states, steps: CONTRACTION * states + b),
+        TimedMean(lambda states, steps: CONTRACTION * states + draft_b),
+    )
+
+
+def initial_state(batch: int, dimension: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, dimension, dtype=DTYPE, generator=generator)
+
+
+def compile_keywords() -> dict[str, bool]:
+    """Whether ``speculative_chain`` and ``plain_chain`` take ``compile`` (another change adds it)."""
+    return {
+        "speculative_chain": "compile" in inspect.signature(speculative_chain).parameters,
+        "plain_chain": "compile" in inspect.signature(plain_chain).parameters,
+    }
+
+
+def _run(
+    sampler: str,
+    target: TimedMean,
+    draft: TimedMean,
+    x_init: torch.Tensor,
+    sigmas: torch.Tensor,
+    seed: int,
+    window: int,
+    rule: Any,  # a specdiff.verify.Rule
+    keywords: dict[str, Any],
+) -> tuple[Any, float]:
+    """One run: (result, wall seconds)."""
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    if sampler == "plain":
+        result: Any = plain_chain(target, sigmas, x_init, generator=generator, **keywords)
+    else:
+        result = speculative_chain(
+            target, draft, sigmas, x_init, window=window, rule=rule, generator=generator, **keywords
+        )
+    return result, time.perf_counter() - start
+
+
+def count(
+    sampler: str, dimension: int, batch: int, window: int, rule: str, steps: int, seed: int, keywords: dict[str, Any]
+) -> tuple[OpCounts, OpCounts, int]:
+    """One counted run on the simulated device: (the sampler's counts, the mean functions' counts, rounds)."""
+    simulation = SimulatedDevice()
+    b = simulation.put(drift(dimension))
+    x_init = simulation.put(initial_state(batch, dimension, seed))
+    sigmas = torch.full((steps,), SIGMA, dtype=torch.float64)
+    target, draft = means(b)
+    with simulation, OpCounter(cpu_is_host=True) as counter:
+        target.counter = draft.counter = counter
+        result, _ = _run(sampler, target, draft, x_init, sigmas, seed + 1, window, rule, keywords)
+    rounds = steps if sampler == "plain" else int(result.rounds)
+    return counter.counts, counter.excluded, rounds
+
+
+def own_seconds(
+    sampler: str,
+    dimension: int,
+    batch: int,
+    window: int,
+    rule: str,
+    steps: int,
+    seed: int,
+    repeats: int,
+    keywords: dict[str, Any],
+    warm_up: bool = True,
+) -> tuple[list[float], int]:
+    """The sampler's own seconds (wall less the mean functions) of ``repeats`` runs, and rounds.
+
+    With ``warm_up`` a first run is made and not timed (the eager cells skip it: their counted run, the same sampler
+    on the same shapes, is their warm-up)."""
+    b = drift(dimension)
+    x_init = initial_state(batch, dimension, seed)
+    sigmas = torch.full((steps,), SIGMA, dtype=torch.float64)
+    seconds, rounds = [], steps
+    for repeat in range(repeats + 1 if warm_up else repeats):
+        target, draft = means(b)
+        result, wall = _run(sampler, target, draft, x_init, sigmas, seed + 1, window, rule, keywords)
+        if sampler != "plain":
+            rounds = int(result.rounds)
+        if repeat > 0 or not warm_up:
+            seconds.append(wall - target.seconds - draft.seconds)
+    return seconds, rounds
+
+
+def _per(counts: OpCounts, model: OpCounts, number: int, top: int = 15) -> dict[str, Any]:
+    own, model_per = counts.per(number), model.per(number)
+    return {
+        "launches": own.launches,
+        "syncs": own.total_syncs,
+        "syncs_by_kind": dict(own.syncs),
+        "ops": own.ops,
+        "host_ops": own.host_ops,
+        "nonblocking_copies": own.nonblocking_copies,
+        "model_launches": model_per.launches,
+        "model_syncs": model_per.total_syncs,
+        "top_launches": dict(own.launch_names.most_common(top)),
+        "sync_sites": dict(own.sync_sites.most_common()),
+    }
+
+
+def _counted(
+    sampler: str, dimension: int, batch: int, window: int, rule: str, steps: int, seed: int, keywords: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        counts, model, rounds = count(sampler, dimension, batch, window, rule, steps, seed, keywords)
+    except Exception as error:  # a compiled sampler may not run under the simulation
+        return None, f"{type(error).__name__}: {str(error)[:300]}"
+    return {"rounds": rounds, **_per(counts, model, rounds)}, None
+
+
+def measure_plain(config: Config, dimension: int, batch: int, mode: str, seed: int) -> dict[str, Any]:
+    keywords = compile_keywords()
+    record: dict[str, Any] = {"dimension": dimension, "batch": batch, "mode": mode, "steps": config.steps}
+    if mode == "compiled":
+        record["compiled"] = keywords["plain_chain"]
+        if not keywords["speculative_chain"]:
+            return {**record, "status": "unavailable", "reason": "speculative_chain takes no compile keyword"}
+    extra = {"compile": True} if mode == "compiled" and keywords["plain_chain"] else {}
+    counted, error = _counted("plain", dimension, batch, 0, "block", config.steps, seed, extra)
+    seconds, _ = own_seconds(
+        "plain", dimension, batch, 0, "block", config.steps, seed, config.repeats, extra, warm_up=mode == "compiled"
+    )
+    record.update(
+        status="measured",
+        counts_per_step=counted,
+        count_error=error,
+        sampler_microseconds_per_step=1e6 * min(seconds) / config.steps,
+        sampler_microseconds_per_step_repeats=[1e6 * s / config.steps for s in seconds],
+    )
+    return record
+
+
+def measure_cell(
+    config: Config, dimension: int, batch: int, window: int, rule: str, mode: str, seed: int
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"dimension": dimension, "batch": batch, "window": window, "rule": rule, "mode": mode}
+    if mode == "compiled" and not compile_keywords()["speculative_chain"]:
+        return {**record, "status": "unavailable", "reason": "speculative_chain takes no compile keyword"}
+    extra = {"compile": True} if mode == "compiled" else {}
+    start = time.perf_counter()
+    counted, error = _counted("speculative", dimension, batch, window, rule, config.steps, seed, extra)
+    seconds, rounds = own_seconds(
+        "speculative", dimension, batch, window, rule, config.steps, seed, config.repeats, extra, mode == "compiled"
+    )
+    record.update(
+        status="measured",
+        rounds=rounds,
+        steps_per_round=config.steps / rounds,
+        counts_per_round=counted,
+        count_error=error,
+        sampler_microseconds_per_round=1e6 * min(seconds) / rounds,
+        sampler_microseconds_per_round_repeats=[1e6 * s / rounds for s in seconds],
+        seconds=time.perf_counter() - start,
+    )
+    return record
+
+
+def _measured(cells: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    return (cell for cell in cells if cell["status"] == "measured" and cell["counts_per_round"] is not None)
+
+
+def evaluate_targets(config: Config, cells: list[dict[str, Any]], plain: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rebuild's goals, each ``met``, ``not met`` or ``unavailable``, with the values they were judged on."""
+    targets: dict[str, Any] = {}
+
+    counted = list(_measured(cells))
+    if counted:
+        worst = max(counted, key=lambda cell: cell["counts_per_round"]["syncs"])
+        value = worst["counts_per_round"]["syncs"]
+        targets["syncs_per_round"] = {
+            "goal": f"at most {MAX_SYNCS_PER_ROUND:g} host synchronization per round, every cell",
+            "status": "met" if value <= MAX_SYNCS_PER_ROUND else "not met",
+            "worst": value,
+            "worst_cell": {key: worst[key] for key in ("dimension", "batch", "window", "rule", "mode")},
+        }
+    else:
+        targets["syncs_per_round"] = {"status": "unavailable"}
+
+    eager = [cell for cell in _measured(cells) if cell["mode"] == "eager" and cell["window"] == TARGET_WINDOW]
+    goal = (
+        f"at most {MAX_LAUNCHES_PER_ROUND:g} kernel-launching ops per round, eager, L = {TARGET_WINDOW}, and not"
+        f" growing with B or d (at most {MAX_GROWTH:g}x the smallest B and d of the same rule)"
+    )
+    if eager:
+        launches = {
+            f"{cell['rule']} d={cell['dimension']} B={cell['batch']}": cell["counts_per_round"]["launches"]
+            for cell in eager
+        }
+        growth = {}
+        for rule in sorted({cell["rule"] for cell in eager}):
+            rows = [cell for cell in eager if cell["rule"] == rule]
+            base = min(rows, key=lambda cell: (cell["dimension"], cell["batch"]))["counts_per_round"]["launches"]
+            growth[rule] = max(cell["counts_per_round"]["launches"] for cell in rows) / base
+        met = max(launches.values()) <= MAX_LAUNCHES_PER_ROUND and max(growth.values()) <= MAX_GROWTH
+        targets["launches_per_round"] = {
+            "goal": goal,
+            "status": "met" if met else "not met",
+            "launches_per_round": launches,
+            "growth": growth,
+        }
+    else:
+        targets["launches_per_round"] = {"goal": goal, "status": "unavailable"}
+
+    goal = (
+        f"compiled, the sampler's own CPU time per round at d = 64, B = 1, L = {TARGET_WINDOW} at most"
+        f" {MAX_COMPILED_ROUND_OVER_PLAIN_STEP:g}x a plain step's"
+    )
+    compiled = [
+        cell
+        for cell in cells
+        if cell["mode"] == "compiled"
+        and cell["status"] == "measured"
+        and (cell["dimension"], cell["batch"], cell["window"]) == (64, 1, TARGET_WINDOW)
+    ]
+    plain_step = {
+        row["mode"]: row["sampler_microseconds_per_step"]
+        for row in plain
+        if row["status"] == "measured" and (row["dimension"], row["batch"]) == (64, 1)
+    }
+    reference = plain_step.get("compiled", plain_step.get("eager"))
+    if compiled and reference:
+        ratios = {cell["rule"]: cell["sampler_microseconds_per_round"] / reference for cell in compiled}
+        targets["compiled_round_time"] = {
+            "goal": goal,
+            "status": "met" if max(ratios.values()) <= MAX_COMPILED_ROUND_OVER_PLAIN_STEP else "not met",
+            "round_over_plain_step": ratios,
+            "plain_microseconds_per_step": reference,
+        }
+    else:
+        targets["compiled_round_time"] = {"goal": goal, "status": "unavailable"}
+    return targets
+
+
+def _kinds(syncs: dict[str, float]) -> str:
+    parts = [f"{kind.replace('_', ' ')} {value:.2f}" for kind, value in syncs.items() if value > 0]
+    return ", ".join(parts) or "–"
+
+
+def markdown(cells: list[dict[str, Any]], plain: list[dict[str, Any]]) -> str:
+    lines = [
+        "| d | B | L | rule | mode | rounds | launches / round | syncs / round | by kind | host ops / round"
+        " | own µs / round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in cells:
+        head = f"| {cell['dimension']} | {cell['batch']} | {cell['window']} | {cell['rule']} | {cell['mode']} |"
+        if cell["status"] != "measured":
+            lines.append(f"{head} unavailable | | | | | |")
+            continue
+        counts = cell["counts_per_round"]
+        if counts is None:
+            numbers = "– | – | – | –"
+        else:
+            numbers = (
+                f"{counts['launches']:.1f} | {counts['syncs']:.2f} | {_kinds(counts['syncs_by_kind'])}"
+                f" | {counts['host_ops']:.1f}"
+            )
+        lines.append(f"{head} {cell['rounds']} | {numbers} | {cell['sampler_microseconds_per_round']:.0f} |")
+    lines += [
+        "",
+        "| d | B | mode | launches / step | syncs / step | by kind | host ops / step | own µs / step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in plain:
+        head = f"| {row['dimension']} | {row['batch']} | {row['mode']} |"
+        if row["status"] != "measured":
+            lines.append(f"{head} unavailable | | | | |")
+            continue
+        counts = row["counts_per_step"]
+        numbers = (
+            "– | – | – | –"
+            if counts is None
+            else f"{counts['launches']:.1f} | {counts['syncs']:.2f} | {_kinds(counts['syncs_by_kind'])}"
+            f" | {counts['host_ops']:.1f}"
+        )
+        lines.append(f"{head} {numbers} | {row['sampler_microseconds_per_step']:.1f} |")
+    return "\n".join(lines)
+
+
+def sources_sha256() -> dict[str, str]:
+    """SHA-256 of the sampler's sources that were measured (``specdiff`` as imported)."""
+    package = Path(specdiff.__file__).resolve().parent
+    return {
+        name: hashlib.sha256((package / name).read_bytes()).hexdigest() for name in SOURCES if (package / name).exists()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
+    config = SMOKE if arguments.smoke else FULL
+    kept_freed_memory = keep_freed_memory()
+    start = time.perf_counter()
+    plain: list[dict[str, Any]] = []
+    cells: list[dict[str, Any]] = []
+    for dimension in config.dimensions:
+        for batch in config.batches:
+            for mode in MODES:
+                plain.append(measure_plain(config, dimension, batch, mode, arguments.seed))
+            for window in config.windows:
+                for rule in RULES:
+                    for mode in MODES:
+                        cell = measure_cell(config, dimension, batch, window, rule, mode, arguments.seed)
+                        cells.append(cell)
+                        if cell["status"] == "measured":
+                            counts = cell["counts_per_round"] or {}
+                            print(
+                                f"d={dimension} B={batch} L={window} {rule} {mode}: rounds {cell['rounds']},"
+                                f" launches/round {counts.get('launches', float('nan')):.1f},"
+                                f" syncs/round {counts.get('syncs', float('nan')):.2f},"
+                                f" own {cell['sampler_microseconds_per_round']:.0f} µs/round"
+                                f" ({cell['seconds']:.1f} s)",
+                                flush=True,
+                            )
+    targets = evaluate_targets(config, cells, plain)
+    table = markdown(cells, plain)
+    print(table)
+    for name, target in targets.items():
+        print(f"target {name}: {target['status']}")
+    wall = time.perf_counter() - start
+    write_results(
+        arguments.output,
+        {
+            "script": "simulations.round_cost",
+            "preset": arguments.preset,
+            "seed": arguments.seed,
+            "sizes": asdict(config),
+            "chain": {
+                "target_mean": f"{CONTRACTION} * x + b",
+                "draft_mean": f"{CONTRACTION} * x + {DRAFT_DRIFT_SCALE} * b",
+                "b": f"norm {DRIFT_NORM} along (1, -1, 1, ...)",
+                "drafter": "imperfect: a gap of 0.1 |b| / sigma = 0.5 sigma per step",
+                "sigma": SIGMA,
+                "dtype": str(DTYPE).removeprefix("torch."),
+                "x_init": "standard normal",
+            },
+            "counting": (
+                "specdiff.opcount.OpCounter(cpu_is_host=True) under SimulatedDevice: x_init and b on the simulated"
+                " device, sigmas and generators on the host; the mean functions' operations counted apart (model_*)"
+            ),
+            "timing": (
+                "sampler's own seconds (wall less the mean functions), fastest of the repeats after a warm-up run"
+                " (eager: the counted run, same code and shapes; compiled: an extra uncounted run)"
+            ),
+            "threads": torch.get_num_threads(),
+            "kept_freed_memory": kept_freed_memory,
+            "compile_keyword": compile_keywords(),
+            "specdiff_path": str(Path(specdiff.__file__).resolve().parent),
+            "sources_sha256": sources_sha256(),
+            "plain": plain,
+            "cells": cells,
+            "targets": targets,
+            "table": table,
+            "wall_seconds": wall,
+        },
+    )
+    print(f"wrote {arguments.output} ({wall:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The samplers' contract: the precision of states and models, clear errors in every path, and the shape of a round
+(one host synchronization, a fixed set of operations), counted on the CPU with ``specdiff.opcount``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from specdiff.chain import ModelChain
+from specdiff.drafters import FreeDrafter
+from specdiff.kernels import DDPMKernel, linear_schedule
+from specdiff.models import GaussianMixture
+from specdiff.opcount import OpCounter, SimulatedDevice
+from specdiff.policies import AdaptiveWindow, FixedWindow, PlainSteps
+from specdiff.randomness import sample_keys
+from specdiff.sampler import plain_chain, sample, sample_plain, speculative_chain
+from specdiff.verify import RULES, Rule
+
+DATA = GaussianMixture.gaussian(torch.tensor([1.5, -0.5], dtype=torch.float64), 0.2)
+SIGMAS = torch.full((12,), 0.1, dtype=torch.float64)
+SHIFT = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64)
+
+
+def _target(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    return 0.98 * states + SHIFT.to(states)
+
+
+def _draft(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    return 0.98 * states + 0.99 * SHIFT.to(states)
+
+
+def _kernel(steps: int = 10) -> DDPMKernel:
+    return DDPMKernel(linear_schedule(1000), num_steps=steps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Precision
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.float64])
+def test_a_half_precision_model_works_and_the_states_keep_their_dtype(
+    model_dtype: torch.dtype, state_dtype: torch.dtype
+) -> None:
+    # Batch 8, window 4 raised a RuntimeError (mixed dtypes in an indexed assignment) before the rebuild.
+    kernel = _kernel()
+    exact = DATA.as_model(kernel)
+
+    def half_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return exact(x.double(), t).to(model_dtype)
+
+    start = torch.randn(8, 2, generator=torch.Generator().manual_seed(0)).to(state_dtype)
+    result = sample(half_model, kernel, start, window=FixedWindow(4), generator=torch.Generator().manual_seed(1))
+    plain = sample_plain(half_model, kernel, start, generator=torch.Generator().manual_seed(1))
+    assert result.samples.dtype == plain.samples.dtype == state_dtype
+    assert bool(torch.isfinite(result.samples).all()) and result.rounds < kernel.num_steps
+    # The means are computed in the states' dtype from the rounded prediction, whatever the model's dtype.
+    chain = ModelChain(half_model, kernel)
+    prediction = half_model(start, kernel.timesteps[:8])
+    assert chain.means(start, prediction, torch.zeros(8, dtype=torch.long)).dtype == state_dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_states_are_refused(dtype: torch.dtype) -> None:
+    start = torch.zeros(2, 4, dtype=dtype)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        plain_chain(_target, SIGMAS, start, generator=torch.Generator())
+    with pytest.raises(ValueError, match="not be exact"):
+        speculative_chain(_target, _draft, SIGMAS, start, window=2, rule="block", generator=torch.Generator())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _nan_after(step: int):  # type: ignore[no-untyped-def]
+    """A target mean that turns NaN from ``step`` on (for one sample)."""
+
+    def mean(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        output = _target(states, steps)
+        bad = (steps >= step)[:, None] & (torch.arange(states.shape[0])[:, None] == 0)
+        return torch.where(bad, math.nan, output)
+
+    return mean
+
+
+def test_plain_chain_names_the_step_of_a_non_finite_mean() -> None:
+    start = torch.zeros(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="step 5"):
+        plain_chain(_nan_after(5), SIGMAS, start, generator=torch.Generator())
+    # inf too, and at a deterministic step
+    sigmas = SIGMAS.clone()
+    sigmas[7] = 0.0
+
+    def infinite(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        return torch.where((steps == 7)[:, None], math.inf, _target(states, steps))
+
+    with pytest.raises(ValueError, match="step 7"):
+        plain_chain(infinite, sigmas, start, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("window", [3, "plain-steps", "adaptive"])
+def test_speculative_chain_names_the_round_of_a_non_finite_mean(window: object) -> None:
+    policy = {3: FixedWindow(3), "plain-steps": PlainSteps(), "adaptive": AdaptiveWindow(4, batch_cost=lambda m: m)}
+    start = torch.zeros(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"NaN or inf") as error:
+        speculative_chain(
+            _nan_after(5), _draft, SIGMAS, start, window=policy[window], rule="block", generator=torch.Generator()
+        )
+    # The round that met the NaN started at step 5 or up to the window before it.
+    step = int(str(error.value).split("step ")[1].split(" ")[0])
+    assert 2 <= step <= 5
+
+
+def test_sample_plain_names_the_step_of_a_nan_model() -> None:
+    kernel = _kernel()
+    exact = DATA.as_model(kernel)
+
+    def broken(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.where((t == kernel.timesteps[4])[:, None], math.nan, exact(x, t))
+
+    start = torch.zeros(2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="step 4"):
+        sample_plain(broken, kernel, start, generator=torch.Generator())
+    with pytest.raises(ValueError, match="NaN or inf"):
+        sample(broken, kernel, start, window=PlainSteps(), generator=torch.Generator())
+
+
+def test_means_of_the_wrong_shape_are_named() -> None:
+    start = torch.zeros(3, 4, dtype=torch.float64)
+
+    def broadcast(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        return _target(states, steps)[:1]  # (1, d): would broadcast silently
+
+    with pytest.raises(ValueError, match=r"target_mean returned shape \(1, 4\) for states of shape \(3, 4\)"):
+        plain_chain(broadcast, SIGMAS, start, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"the target returned shape \(1, 4\) for states of shape \(\d+, 4\)"):
+        speculative_chain(broadcast, _draft, SIGMAS, start, window=2, rule="block", generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"the draft returned shape \(1, 4\) for states of shape \(3, 4\)"):
+        speculative_chain(_target, broadcast, SIGMAS, start, window=2, rule="block", generator=torch.Generator())
+
+
+@pytest.mark.parametrize("generator", [7, None, "seed", [1, 2]])
+def test_a_generator_of_the_wrong_type_is_a_type_error(generator: object) -> None:
+    start = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match="Generator"):
+        plain_chain(_target, SIGMAS, start, generator=generator)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Generator"):
+        speculative_chain(_target, _draft, SIGMAS, start, window=2, rule="block", generator=generator)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The shape of a round
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _counted_run(rule: Rule, batch: int, dimension: int, window: int) -> tuple[int, int, int]:
+    """Launches and synchronizations of a run with the states on a simulated device, and its rounds."""
+    device = SimulatedDevice.device
+    with SimulatedDevice():
+        start = torch.zeros(batch, dimension, dtype=torch.float64).to(device)
+        sigmas = torch.full((40,), 0.1, dtype=torch.float64)
+        shift = torch.linspace(-1.0, 1.0, dimension, dtype=torch.float64).to(device)
+
+        def target(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+            return 0.98 * states + shift
+
+        def draft(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+            return 0.98 * states + 0.995 * shift
+
+        with OpCounter(cpu_is_host=True) as counter:
+            result = speculative_chain(
+                target, draft, sigmas, start, window=window, rule=rule, generator=torch.Generator().manual_seed(3)
+            )
+    counts = counter.counts
+    return counts.launches, counts.total_syncs, result.rounds
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_a_round_synchronizes_once_and_its_operations_do_not_grow_with_the_batch(rule: Rule) -> None:
+    small_launches, small_syncs, small_rounds = _counted_run(rule, 1, 8, 4)
+    large_launches, large_syncs, large_rounds = _counted_run(rule, 16, 32, 4)
+    # One flag read per round, plus the round that finds no sample running; the set-up and the statistics' one move
+    # to the host at the end account for a few more.
+    for syncs, rounds in ((small_syncs, small_rounds), (large_syncs, large_rounds)):
+        assert rounds + 1 <= syncs <= rounds + 8, (syncs, rounds)
+    # The operations of a round do not depend on the batch or the dimension.
+    assert abs(small_launches / small_rounds - large_launches / large_rounds) < 5
+
+
+def test_sample_keys_reject_bad_generators_clearly() -> None:
+    with pytest.raises(TypeError, match="Generator"):
+        sample_keys(3, 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2"):
+        sample_keys([torch.Generator()], 2)
+
+
+def test_free_drafter_is_masked_before_its_first_observation() -> None:
+    # The first round: nothing observed, every sample takes a plain step, bitwise plain sampling.
+    kernel = _kernel(6)
+    start = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    model = DATA.as_model(kernel)
+    plain = sample_plain(model, kernel, start, generator=torch.Generator().manual_seed(2))
+    result = sample(
+        model, kernel, start, drafter=FreeDrafter(), window=PlainSteps(), generator=torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(plain.samples, result.samples)
