@@ -74,6 +74,11 @@ class Drafter:
         shapes stay fixed from round to round); ``rows`` are distinct.
         """
 
+    def observe_all(self, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor) -> None:
+        """:meth:`observe` for every sample of the batch at once, recording the rows where ``mask`` (B,) is True
+        (what the sampler calls every round; a drafter with memory overrides it with whole-batch operations)."""
+        self.observe(torch.arange(mask.shape[0], device=mask.device), steps, predictions, mask)
+
     def _model_chain(self) -> ModelChain:
         chain = getattr(self, "chain", None)
         if chain is None:
@@ -152,6 +157,16 @@ class _PredictionMemory(Drafter):
         self._previous_step[rows] = torch.where(mask, latest_step, self._previous_step[rows])
         self._latest[rows] = torch.where(wide, predictions.to(latest.dtype), latest)
         self._latest_step[rows] = torch.where(mask, steps, latest_step)
+
+    def observe_all(self, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor) -> None:
+        if self._latest is None or self._previous is None:
+            self.observe(torch.arange(mask.shape[0], device=mask.device), steps, predictions, mask)
+            return
+        wide = mask.reshape((-1,) + (1,) * (predictions.dim() - 1))
+        self._previous = torch.where(wide, self._latest, self._previous)
+        self._previous_step = torch.where(mask, self._latest_step, self._previous_step)
+        self._latest = torch.where(wide, predictions.to(self._latest.dtype), self._latest)
+        self._latest_step = torch.where(mask, steps, self._latest_step)
 
 
 class FreeDrafter(_PredictionMemory):

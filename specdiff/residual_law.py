@@ -4,35 +4,40 @@ Along the unit direction ``e = (mu - nu) / |mu - nu|`` a point is ``x = nu + sig
 ``s ~ N(0, 1)``, under the target ``s ~ N(delta, 1)``. For a weight ``0 < w <= 1`` the weighted residual has density
 along e proportional to ``max(w phi(s - delta) - phi(s), 0)``, supported on ``s > s* = delta/2 - ln(w)/delta``, with
 mass ``R(w, delta) = w Phi(u) - Phi(u - delta)``, ``u = delta/2 + ln(w)/delta`` (``theory.gaussian`` is the numpy
-reference). This module computes ``log R`` and the residual's quantile function with a fixed sequence of tensor
-operations: no host synchronization, no data-dependent Python control flow, a fixed number of iterations, so that
-it can run inside a GPU sampling round, in a CUDA graph, or under ``torch.compile``.
+reference). This module computes ``log R`` and the residual's quantile function as a fixed sequence of tensor
+operations: no host synchronization (no ``.item()``, no host-to-device copy, no data-dependent shapes), no
+data-dependent Python control flow, a fixed number of iterations; it runs inside a GPU sampling round and compiles
+into one graph under ``torch.compile``.
 
 Coordinates. The quantile is returned measured from the *target* mean, ``t = s - delta``, so a residual draw is
 ``x = mu + sigma (t e + z_perp)``. ``t`` is O(1) when ``delta`` is large (the residual is then essentially the
-target), whereas ``s ~ delta`` there and ``nu + sigma s e`` loses all precision for ``delta >~ 1e5``. In ``t``
-the residual density is ``w phi(t) (1 - exp(-delta (t - b)))`` on ``t > b = s* - delta = -delta/2 - ln(w)/delta``.
+target) and keeps its absolute accuracy, whereas ``s ~ delta`` there and ``nu + sigma s e`` loses it for
+``delta >~ 1e5``. In ``t`` the residual density is ``g(t) = w phi(t) (1 - exp(-a))``, ``a = delta (t - b)``, on
+``t > b = s* - delta = -delta/2 - ln(w)/delta``.
 
 Numerics (``M(x) = Phi-bar(x) / phi(x) = sqrt(pi/2) erfcx(x / sqrt 2)`` is Mills' ratio, ``s = t + delta``):
 
-* Mass. ``R = w Phi-bar(b) (1 - exp(-rho*))`` with ``rho* = log(M(b) / M(s*))`` (``w phi(b) = phi(s*)``).
-  ``rho*`` is the log of a ratio of two ``erfcx`` values, accurate to a few ulps in absolute terms; where it is
-  small (``< 1e-3``, i.e. ``delta`` small against the scale of M) it is ``log1p(D / M(s*))`` with
-  ``D = M(b) - M(s*) = int_b^{s*} (1 - y M(y)) dy`` by 2-point Gauss-Legendre (relative error < 1e-14 on such a
-  short interval), ``1 - y M(y)`` from its asymptotic series above ``y = 30``.
-* Survival (right side, ``u >= 1/2``): ``G(t) = w Phi-bar(t) (1 - exp(-rho))``, ``rho = delta (t - b) + log(M(t) /
-  M(s))``, with the same two ways of computing the log-ratio.
-* Lower CDF (left side, ``u < 1/2``): ``H(t) = int_b^t`` of the density. Where ``t - b`` is small against the
-  scales ``1, |b|, delta`` of the density it is an 8-point Gauss-Legendre quadrature of the density (no
-  cancellation: the integrand is positive); elsewhere ``H = W1 - W2`` with the Gaussian interval masses
-  ``W1 = w (Phi(t) - Phi(b))`` (in the tail where ``b`` lies) and ``W2 = Phi-bar(s*) - Phi-bar(s)``, which do not
-  cancel there.
-* Root finding: Halley's method on ``log G`` or ``log H`` in the variable ``log(t - b)`` (exact for the power law
-  ``H ~ (t - b)^2`` at the threshold, Newton-in-``t`` when the step is small against ``t - b``), from a start on the
-  correct side given by closed-form bounds, safeguarded by a bracket, for a fixed number of iterations.
+* Mass. ``R = w Phi-bar(b) (1 - exp(-rho*))`` with ``rho* = log(M(b) / M(s*))`` (``w phi(b) = phi(s*)``). The log
+  of the ratio of two ``erfcx`` values is accurate to a few ulps in absolute terms; where it is small (``< 1e-3``:
+  ``delta`` short against the scale of M) it is ``int_b^{s*} (1/M(y) - y) dy`` by 2-point Gauss-Legendre instead
+  (relative error < 1e-14 on such an interval), the integrand from its asymptotic series for large ``y``.
+* Survival (right side, ``u >= 1/2``): ``G(t) = w Phi-bar(t) (1 - exp(-rho))`` with ``rho = a + log(M(t) / M(s))``,
+  the same log-ratio.
+* Lower CDF (left side, ``u < 1/2``): ``H(t) = int_b^t g``. While ``t - b`` is short against the scales
+  ``1, |b|, delta`` of the density it is a 24-point Fejer quadrature of the density (positive integrand, no
+  cancellation; nodes built on device); further out ``H = w |Phi(t) - Phi(b)| - (Phi-bar(s*) - Phi-bar(s))``
+  with the Gaussian tails on the side of ``b``, which do not cancel there.
+* All log-probabilities of the iteration are taken relative to ``w phi(t)`` (``log(phi(b) / phi(t))`` is
+  ``(t - b)(t + b) / 2``, exactly), so that the huge ``log phi(t) ~ -t^2/2`` of a far threshold never cancels.
+* Root finding: Halley's method (twice, then Newton once) on ``log G`` or ``log H`` in the variable ``log(t - b)``:
+  exact for the power law ``H ~ (t - b)^2`` at the threshold, Newton in ``t`` when the step is short against
+  ``t - b``. Starts from closed-form bounds (the truncated target; a linear kernel ``1 - exp(-a) <= a``, refined
+  once by a fixed point, exact for the Rayleigh-like law of ``delta -> 0``), inside a bracket that every step updates.
 
-Accuracy (tests/specdiff/test_residual_law.py, against mpmath): ``t`` to ~1e-12 x max(1, |t|) and ``log R`` to
-~1e-15 x max(1, |log R|) for ``w`` in [1e-300, 1], ``delta`` in [1e-12, 1e8] and ``u`` in [0, 1).
+Accuracy (tests/specdiff/test_residual_law.py, against mpmath on a grid of the corners): ``t`` and ``s`` to
+~1e-12 x max(1, |value|), ``log R`` to ~1e-15 x max(1, |log R|), for ``w`` in [1e-300, 1], ``delta`` in
+[1e-12, 1e8] and ``u`` in [0, 1). Far outside (``delta < 1e-150``, ``|ln w| / delta > 1e150``) the quantile
+saturates but stays finite.
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ import math
 import torch
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-_LOG_2PI = math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 _SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
 #: Larger gaps are treated as this one (``delta = +inf`` included): the draft then has no mass near the residual.
@@ -72,19 +76,19 @@ _GL2_NODES = (0.5 - 0.5 / math.sqrt(3.0), 0.5 + 0.5 / math.sqrt(3.0))
 _LEFT_NODES = 24
 
 
-def _fejer_rule(like: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fejer_rule(like: torch.Tensor, order: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Fejer's first rule on [0, 1], built on the device of ``like`` (no host-to-device copy), shaped to broadcast.
 
     Nodes ``(1 - cos theta_k) / 2`` with ``theta_k = (k + 1/2) pi / n`` and weights
-    ``(1 - 2 sum_{j=1}^{n/2} cos(2 j theta_k) / (4 j^2 - 1)) / n``; both are returned negated (the integrand below
-    is negative). Shape ``(n, 1, ..., 1)`` against ``like``.
+    ``(1 - 2 sum_{j=1}^{n/2} cos(2 j theta_k) / (4 j^2 - 1)) / n`` times ``scale``; both are returned negated (the
+    integrand below is negative). Shape ``(n, 1, ..., 1)`` against ``like``.
     """
     theta = torch.arange(0.5, order, 1.0, dtype=torch.float64, device=like.device) * (math.pi / order)
     frequencies = torch.arange(1.0, order // 2 + 1.0, 1.0, dtype=torch.float64, device=like.device)
     harmonics = torch.cos(torch.outer(theta, 2.0 * frequencies)) @ torch.reciprocal(4.0 * frequencies**2 - 1.0)
     shape = (order,) + (1,) * like.dim()
     nodes = torch.cos(theta).sub_(1.0).mul_(0.5).view(shape)
-    weights = torch.sub(harmonics, 0.5, alpha=1.0).mul_(2.0 / order).view(shape)
+    weights = torch.sub(harmonics, 0.5).mul_(2.0 * scale / order).view(shape)
     return nodes, weights
 
 
@@ -112,7 +116,7 @@ def _frame(
 def _log_mills_ratio(
     lower: torch.Tensor, upper: torch.Tensor, delta: torch.Tensor, delta_scaled: torch.Tensor, accurate: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``log(M(lower) / M(upper)) >= 0`` for ``upper = lower + delta``, and ``log erfcx`` at ``lower`` and ``upper``.
+    """``log(M(lower) / M(upper)) >= 0`` for ``upper = lower + delta``, and ``log(erfcx(x / sqrt 2) / 2)`` at both.
 
     ``log(M(x) / M(x + delta)) = int_x^{x + delta} h(y) dy`` with ``h = 1/M(y) - y = -d log M / dy > 0``. The log of
     the ratio of the two erfcx values has an absolute error of a few ulps; below ``_RHO_QUADRATURE`` (``delta``
@@ -123,7 +127,7 @@ def _log_mills_ratio(
     """
     points = torch.stack([lower, upper, *(torch.add(lower, delta, alpha=c) for c in _GL2_NODES)])
     erfcx_half = torch.special.erfcx(points * _SQRT_HALF)
-    log_erfcx_lower, log_erfcx_upper = torch.log(erfcx_half[:2]).unbind(0)
+    log_erfcx_lower, log_erfcx_upper = torch.log(erfcx_half[:2] * 0.5).unbind(0)
     direct = log_erfcx_lower - log_erfcx_upper
     nodes = points[2:]
     scaled = torch.sub(torch.reciprocal(erfcx_half[2:]), nodes, alpha=_SQRT_HALF_PI)  # sqrt(pi/2) h(y)
@@ -215,8 +219,7 @@ def residual_offset_quantile(uniforms: torch.Tensor, log_weight: torch.Tensor, d
     log_1mu = torch.log1p(-u)
     log_u_mass = log_u + rel  # log(u R / w)
     log_v_mass = log_1mu + rel  # log((1 - u) R / w)
-    target = torch.where(left, log_u_mass, log_v_mass)
-    log_delta = torch.log(delta)
+    minus_delta = -delta
     # Bounds from the truncated target: G <= w Phi-bar(t) (right) and H <= w |Phi(sigma t) - Phi(sigma b)| (left,
     # in the tail where b lies). exp underflows only where the bound is useless: t_upper = +inf; the left argument
     # is clamped (so t_lower stays finite) where b > 38 and the clamped bound lies below b.
@@ -228,15 +231,15 @@ def residual_offset_quantile(uniforms: torch.Tensor, log_weight: torch.Tensor, d
     z_right, z_left = torch.special.ndtri(torch.exp(torch.stack([log_v_mass, left_arg.clamp(min=-740.0)])))
     t_upper = -z_right
     t_lower = sign_b * z_left
-    # log(R / (w phi(b+))) with b+ = max(b, 0): M(b) (1 - exp(-rho*)) for b >= 0, no cancellation of log phi(b).
+    # log(R / (w phi(b+))) - log sqrt(2 pi) with b+ = max(b, 0): for b >= 0 it is log M(b) (1 - exp(-rho*)), with no
+    # cancellation of the large log phi(b). (The constant log sqrt(2 pi) is folded into other terms below.)
     b_plus = b.clamp(min=0.0)
-    log_mass_scaled = log_fraction + torch.where(
-        b_negative, log_tail_b + _LOG_SQRT_2PI, log_erfcx_b + math.log(_SQRT_HALF_PI)
-    )
+    log_mass_scaled = log_fraction + torch.where(b_negative, log_tail_b, log_erfcx_b)
+    log_delta = torch.log(delta) - _LOG_SQRT_2PI
     # Right: G <= w delta int_t^inf phi(y) (y - b) dy = w delta phi(t) (1 - b M(t)) <= w delta phi(t) K(t) with
     # K = (1 + t (t - b)) / (1 + t^2) for b >= 0 (M(t) >= t / (1 + t^2)) and K = 1 + sqrt(pi/2) |b| for b < 0,
     # t >= 0. In y = (t^2 - b+^2) / 2 the root of "bound = (1 - u) R" is a fixed point of y = slack + log K(t):
-    # slack + log K(b+) gives an upper bound, and the refinements approach the root of the bound from above (the
+    # slack + log K(b+) gives an upper bound, and the refinement approaches the root of the bound from above (the
     # Rayleigh law for b = 0, Gamma(2)-like for large b).
     slack = torch.log1p(_SQRT_HALF_PI * minus_b.clamp(min=0.0)) - (log_1mu + log_mass_scaled - log_delta)
     b_plus_square = b_plus * b_plus
@@ -256,41 +259,50 @@ def residual_offset_quantile(uniforms: torch.Tensor, log_weight: torch.Tensor, d
     t = torch.where(left, t_left, t_right)
     low = torch.where(left, t_left, b_above)
     high = high_right.masked_fill(left, math.inf)
-    # Constants of the iteration.
-    sigma_t = torch.minimum(sign_b, -flip)  # log_ndtr(sigma t): the lower tail of t only on the left where b < 0
-    log_k_const = torch.where(b_negative, torch.logaddexp(log_weight + log_cdf_b, log_tail_s_star), log_weight + rel)
-    extent = torch.reciprocal(torch.maximum(b.abs(), delta).clamp(min=1.0)).mul_(_LEFT_QUADRATURE_EXTENT)
-    log_root = torch.full_like(b, -_LOG_SQRT_2PI)
-    log_phi_b = torch.addcmul(log_root, b, b, value=-0.5)
-    minus_log_two = torch.full_like(b, -math.log(2.0))
-    minus_delta = -delta
-    left_nodes, left_weights = _fejer_rule(b, _LEFT_NODES)
-    for halley in _SCHEDULE:
+    # Constants of the iteration. Every log-probability below is taken relative to w phi(t) (and shifted by
+    # -log sqrt(2 pi)), so that the large log phi(t) ~ -t^2/2 never cancels: X~ = log(X / (w phi(t))) - log sqrt(2 pi).
+    sigma_t = torch.minimum(sign_b, -flip)  # Phi(sigma t): the lower tail of t only on the left where b < 0
+    erfcx_below = torch.log(torch.rsub(sigma_t, 0.5, alpha=0.5))  # sigma t < this (0 or -inf): t > 0 upper tail
+    flip = flip * math.sqrt(2.0 * math.pi)  # folds exp(log sqrt(2 pi)) into the Newton step
+    target = torch.where(left, log_u, log_1mu) + log_mass_scaled  # T~ = target + log(phi(b+) / phi(t))
+    # log(K / (w phi(b+))) - log sqrt(2 pi) for the constant K = w Phi(b) + Phi-bar(s*) (b < 0), R (b >= 0).
+    log_constant = torch.where(b_negative, torch.logaddexp(log_cdf_b, log_tail_s_star - log_weight), log_mass_scaled)
+    extent = torch.reciprocal(torch.maximum(b.abs(), delta).clamp(min=1.0)) * _LEFT_QUADRATURE_EXTENT
+    left_nodes, left_weights = _fejer_rule(b, _LEFT_NODES, 1.0 / math.sqrt(2.0 * math.pi))
+    for iteration, halley in enumerate(_SCHEDULE):
         offset = t - b
         minus_gap = offset * minus_delta  # -a = -delta (t - b)
         log_offset = torch.log(offset)
         s = t + delta
-        gap, _, log_erfcx_s = _log_mills_ratio(t, s, delta, delta_scaled, accurate=False)
-        log_tail_t = torch.special.log_ndtr(sigma_t * t)
-        log_tail_s = log_erfcx_s + torch.addcmul(minus_log_two, s, s, value=-0.5)  # log(erfcx / 2) - s^2/2, s > 0
-        # Right side: log(G / w) = log Phi-bar(t) + log(1 - exp(-rho)), rho = a + log(M(t) / M(s)).
-        f_right = log_tail_t + torch.log(-torch.expm1(minus_gap - gap))
-        # Left side away from the threshold: H = w |Phi(sigma t) - Phi(sigma b)| - Phi-bar(s*) + Phi-bar(s), written
-        # as w Phi(sigma t) (e_s + sign_b (1 - e_k)) with e_x = exp(log x - log(w Phi(sigma t))) (K: constants).
-        scaled = log_weight + log_tail_t
-        e_s, e_k = torch.exp(torch.stack([log_tail_s, log_k_const]) - scaled).unbind(0)
+        gap, log_erfcx_t, log_erfcx_s = _log_mills_ratio(t, s, delta, delta_scaled, accurate=False)
+        sigma_times_t = sigma_t * t
+        log_tail_t = torch.special.log_ndtr(sigma_times_t)  # log Phi(sigma t)
+        # base = log(Phi(sigma t) / phi(t)) - log sqrt(2 pi), from erfcx where Phi(sigma t) is a small upper tail.
+        base = torch.where(sigma_times_t < erfcx_below, log_erfcx_t, torch.addcmul(log_tail_t, t, t, value=0.5))
+        # log(phi(b+) / phi(t)) = (t - b+)(t + b+) / 2, exactly.
+        half_gap_square = (t - b_plus) * (t + b_plus)
+        # Right side: G = w Phi-bar(t) (1 - exp(-rho)), rho = a + log(M(t) / M(s)).
+        f_right = base + torch.log(-torch.expm1(minus_gap - gap))
+        # Left side away from the threshold: H = w |Phi(sigma t) - Phi(sigma b)| - Phi-bar(s*) + Phi-bar(s)
+        # = w Phi(sigma t) (e_s + sign_b (1 - e_k)), e_s = Phi-bar(s) / (w Phi(sigma t)) with
+        # Phi-bar(s) = w phi(t) exp(-a) M(s), and e_k the constant part over w Phi(sigma t).
+        e_s, e_k = torch.exp(
+            torch.stack([minus_gap + log_erfcx_s, torch.add(log_constant, half_gap_square, alpha=0.5)]) - base
+        ).unbind(0)
         combination = torch.addcmul(e_s, sign_b, torch.rsub(e_k, 1.0))
-        f_tails = log_tail_t + torch.log(combination.clamp(min=1e-300))
-        # Left side near the threshold: 8-point Gauss-Legendre of the density over [b, t] (positive integrand; nodes
-        # and weights are negated).
+        f_tails = base + torch.log(combination.clamp(min=1e-300))
+        # Left side near the threshold: Fejer quadrature of the density over [b, t] (positive integrand; nodes and
+        # weights are negated); log(phi(b) / phi(t)) = (t - b)(t + b) / 2.
         minus_v = offset * left_nodes
         integrand = torch.exp(minus_v * torch.add(b, minus_v, alpha=-0.5)) * torch.expm1(minus_v * delta)
-        f_quadrature = log_phi_b + log_offset + torch.log((integrand * left_weights).sum(0))
+        f_quadrature = torch.addcmul(
+            log_offset + torch.log((integrand * left_weights).sum(0)), offset, t + b, value=0.5
+        )
         f = torch.where(left, torch.where(offset <= extent, f_quadrature, f_tails), f_right)
         expm1_gap = torch.expm1(minus_gap)
-        # log(g (t - b) / w), g the density: log phi(t) + log(1 - exp(-a)) + log(t - b) (in logs: no underflow).
-        log_density_offset = torch.addcmul(log_root, t, t, value=-0.5) + torch.log(-expm1_gap) + log_offset
-        diff = f - target
+        # log(g (t - b) / (w phi(t))), g the density: log(1 - exp(-a)) + log(t - b).
+        log_density_offset = torch.log(-expm1_gap) + log_offset
+        diff = f - torch.add(target, half_gap_square, alpha=0.5)
         signed = diff * flip
         # Step in l = log(t - b): -q = f / f_l; Halley divides it by 1 - f f_ll / (2 f_l^2) = 1 + (q c + f) / 2 with
         # c = 1 + (t - b) d log g / dt = 1 - (t - b) t + a / expm1(a).
@@ -298,9 +310,10 @@ def residual_offset_quantile(uniforms: torch.Tensor, log_weight: torch.Tensor, d
         if halley:
             curvature = torch.addcmul(minus_gap * (1.0 + expm1_gap) / expm1_gap + 1.0, offset, t, value=-1.0)
             q = q / torch.clamp(torch.add(ones, torch.addcmul(diff, q, curvature), alpha=0.5), 0.5, 2.0)
-        below = signed > 0
-        low = torch.where(below, t, low)
-        high = torch.where(below, high, t)
+        if iteration + 1 < len(_SCHEDULE):  # (the bracket only guards later steps)
+            below = signed > 0
+            low = torch.where(below, t, low)
+            high = torch.where(below, high, t)
         t = torch.clamp(torch.addcmul(t, offset, torch.expm1(q)), low, high)
     t = torch.where(at_zero, b, t)
     return t.masked_fill(empty, 0.0)

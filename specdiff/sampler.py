@@ -586,10 +586,11 @@ def _commit(
     accepted, event_dims = outcome.accepted, targets.dim() - 2
     has_bonus = plan.roots + plan.lengths < horizon
     # Without a bonus step the window ends at the horizon: commit the last drafted state.
+    # A finished sample (root N, window 0, nothing accepted, no bonus) keeps its state and its position N.
     kept = _column(drafted.states, accepted)
-    keep_drafted = ((accepted == plan.lengths) & ~has_bonus) | ~plan.active
+    keep_drafted = (accepted == plan.lengths) & ~has_bonus
     committed = torch.where(_wide(keep_drafted, event_dims), kept, outcome.next_state)
-    position = torch.where(plan.active, (plan.roots + accepted + 1).clamp(max=horizon), plan.roots)
+    position = (plan.roots + accepted + 1).clamp(max=horizon)
 
     # Non-finite means on any used column, or a non-finite committed state, are reported at the round's root.
     used = torch.arange(width + 1, device=accepted.device) <= plan.lengths[:, None]
@@ -602,7 +603,7 @@ def _commit(
         column = accepted - lag
         seen = (column >= 0) & (plan.roots + column < horizon) & plan.active
         column = column.clamp(min=0)
-        setup.drafter.observe(setup.rows, plan.roots + column, _column(predictions, column), seen)
+        setup.drafter.observe_all(plan.roots + column, _column(predictions, column), seen)
     deltas = outcome.deltas
     if setup.policy.probes_plain_steps:
         # The draft at a plain step's root costs nothing for a free drafter; its gap tells the policy whether to

@@ -670,3 +670,27 @@ def test_rejection_gives_up_after_max_proposals() -> None:
             noise=noise,
             max_proposals=3,
         )
+
+
+def test_a_residual_draw_is_bitwise_the_same_in_any_batch() -> None:
+    # A row's draw must not depend on where it falls in a CPU kernel's vectorized loop (see residual._lane_copies):
+    # without the lane copies, rows of a batch of 37 differ in their last bit from the same rows drawn alone.
+    from specdiff.residual import weighted_residual_from_target
+
+    generator = torch.Generator().manual_seed(12)
+    batch = 37
+    draft = torch.randn(batch, 5, dtype=torch.float64, generator=generator)
+    target = draft + torch.rand(batch, 1, dtype=torch.float64, generator=generator) * torch.randn(
+        batch, 5, dtype=torch.float64, generator=generator
+    )
+    sigma = 0.5 + torch.rand(batch, dtype=torch.float64, generator=generator)
+    log_weight = -3.0 * torch.rand(batch, dtype=torch.float64, generator=generator)
+    uniforms = torch.rand(batch, dtype=torch.float64, generator=generator)
+    noise = torch.randn(batch, 5, dtype=torch.float64, generator=generator)
+    arguments = (target, draft, sigma, log_weight, uniforms, noise)
+    full = weighted_residual_from_target(*arguments)
+    for size in (1, 2, 3, 5, 8, 17):
+        assert torch.equal(weighted_residual_from_target(*(value[:size] for value in arguments)), full[:size])
+    for row in range(batch):
+        alone = weighted_residual_from_target(*(value[row : row + 1] for value in arguments))
+        assert torch.equal(alone[0], full[row]), row

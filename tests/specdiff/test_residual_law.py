@@ -6,8 +6,9 @@ corners (w in [1e-300, 1], delta in [1e-12, 1e8], u from 0 to 1 - 2^-53), in bot
 ``s = delta + t``; ``log R`` against mpmath and against ``theory.gaussian`` (the numpy reference) where that one is
 accurate. The statistical tests check the law of the quantile of uniform draws with a Kolmogorov-Smirnov test
 against ``theory.gaussian.residual_log_survival`` (false-positive rate ``ALPHA`` of tests/statistics.py, Bonferroni
-over the cases, fixed seed), with a negative control that the same test rejects. The structural tests record every
-aten operation: no host synchronization, and the same operation sequence whatever the data.
+over the cases, fixed seed), with negative controls that the same test rejects. The structural tests record every
+aten operation: no host synchronization or host-to-device copy, and the same operation sequence whatever the data;
+and the functions compile into one graph.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -49,9 +51,11 @@ SEED_KS = 20_260_301
 SEED_KS_NEGATIVE = 20_260_302
 SEED_SHAPES = 20_260_303
 
-#: Operations that read a device value on the host, or whose output shape depends on the data.
+#: Operations that read a device value on the host, whose output shape depends on the data, or that make a tensor
+#: from host data (a host-to-device copy on a GPU).
 FORBIDDEN_OPS = frozenset(
     {
+        "aten.lift_fresh",
         "aten._local_scalar_dense",
         "aten.item",
         "aten.nonzero",
@@ -182,9 +186,7 @@ def _grid() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[mpf]]:
 
 def _relative_errors(values: torch.Tensor, references: list[mpf]) -> FloatArray:
     """``|value - reference| / max(1, |reference|)`` with the difference taken in mpmath."""
-    return np.array(
-        [float(abs(mpf(v) - r) / max(1, abs(r))) for v, r in zip(values.tolist(), references, strict=True)]
-    )
+    return np.array([float(abs(mpf(v) - r) / max(1, abs(r))) for v, r in zip(values.tolist(), references, strict=True)])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -227,7 +229,8 @@ def test_zero_uniform_gives_the_lower_end_of_the_support() -> None:
 
 
 def test_log_mass_matches_mpmath() -> None:
-    lw, d = (torch.tensor(c, dtype=torch.float64) for c in zip(*[(a, b) for a in LOG_WEIGHTS for b in DELTAS]))
+    lw = torch.tensor([a for a in LOG_WEIGHTS for _ in DELTAS], dtype=torch.float64)
+    d = torch.tensor([b for _ in LOG_WEIGHTS for b in DELTAS], dtype=torch.float64)
     log_mass = log_residual_mass(lw, d)
     reference = [_mp_log_mass(a, b) for a, b in zip(lw.tolist(), d.tolist(), strict=True)]
     errors = np.array([float(abs(mpf(v) - r)) for v, r in zip(log_mass.tolist(), reference, strict=True)])
@@ -328,7 +331,9 @@ class _RecordOps(TorchDispatchMode):
         super().__init__()
         self.ops: list[str] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         self.ops.append(str(func.overloadpacket))
         return func(*args, **(kwargs or {}))
 
@@ -419,8 +424,15 @@ def test_quantile_of_uniforms_follows_the_residual_law() -> None:
 
 
 @pytest.mark.statistical
-def test_the_law_test_rejects_the_wrong_weight() -> None:
-    # Negative control: draws made with w = 1 when the law has w = 0.1 (at delta = 1 their KS distance is ~0.09,
-    # ten times the 1e-4 critical value at n = 20000).
-    pvalue = _ks_pvalue(_draws(0.1, 1.0, SEED_KS_NEGATIVE, sampled_weight=1.0), 0.1, 1.0)
-    assert pvalue < ALPHA
+@pytest.mark.parametrize(("sampled_weight", "distance"), [(1.0, 0.92), (0.105, 0.049)])
+def test_the_law_test_rejects_a_wrong_weight(sampled_weight: float, distance: float) -> None:
+    # Negative controls: draws made with the wrong weight when the law has w = 0.1, delta = 1. Their KS distance to
+    # the law (``distance``, checked below) is 3x (w = 0.105) to 60x (w = 1) the 1e-4 critical value ~0.016 at
+    # n = 20000, so the test has power ~1 to reject them at the per-case level of the law test.
+    x = np.linspace(-1.0, 8.0, 20_001)
+    law = -np.expm1(residual_log_survival(x, 0.1, 1.0))
+    wrong = -np.expm1(residual_log_survival(x, sampled_weight, 1.0))
+    assert np.abs(law - wrong).max() == pytest.approx(distance, abs=0.005)
+    assert stats.kstwo.isf(ALPHA, SAMPLES) < distance / 3
+    pvalue = _ks_pvalue(_draws(0.1, 1.0, SEED_KS_NEGATIVE, sampled_weight=sampled_weight), 0.1, 1.0)
+    assert pvalue < ALPHA / len(KS_CASES)
