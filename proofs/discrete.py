@@ -39,11 +39,12 @@ Law = dict[tuple[int, ...], Fraction]
 
 TOKEN = "token"
 BLOCK = "block"
-# Negative controls (DESIGN.md §8): deliberately wrong variants that must NOT reproduce the target law.
-BLOCK_UNWEIGHTED_RESIDUAL = "block_unweighted_residual"  # residual max(P - Q, 0), not max(w_tau P - Q, 0)
-BLOCK_LAGGED_WEIGHT = "block_lagged_weight"  # h_i computed with w_{i-1} instead of w_i
-BLOCK_FIRST_FAILURE = "block_first_failure"  # tau = (first i with eta_i > h_i) - 1, not the last success
-ACCEPT_ALWAYS = "accept_always"  # keep every drafted symbol
+# Negative controls (DESIGN.md §8): deliberately wrong variants that must NOT reproduce the target law. Their names
+# are those of specdiff.verify.CONTROL_RULES, the same variants of the continuous block rule.
+BLOCK_UNWEIGHTED_RESIDUAL = "unweighted-residual"  # residual max(P - Q, 0), not max(w_tau P - Q, 0)
+BLOCK_LAGGED_WEIGHT = "lagged-weight"  # h_i computed with w_{i-1} instead of w_i
+BLOCK_FIRST_FAILURE = "first-failure"  # tau = (first i with eta_i > h_i) - 1, not the last success
+ACCEPT_ALWAYS = "accept-always"  # keep every drafted symbol
 CORRECT_RULES = (TOKEN, BLOCK)
 CONTROL_RULES = (BLOCK_UNWEIGHTED_RESIDUAL, BLOCK_LAGGED_WEIGHT, BLOCK_FIRST_FAILURE, ACCEPT_ALWAYS)
 

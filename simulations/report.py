@@ -219,6 +219,78 @@ def overhead_table(results: Path) -> str:
     )
 
 
+def _cells(payload: dict[str, Any] | None, mode: str = "eager") -> dict[tuple[Any, ...], dict[str, Any]]:
+    if payload is None:
+        return {}
+    return {
+        (cell["dimension"], cell["batch"], cell["window"], cell["rule"]): cell
+        for cell in payload["cells"]
+        if cell["mode"] == mode and cell["status"] == "measured"
+    }
+
+
+def _plain_step(payload: dict[str, Any] | None, dimension: int, batch: int, mode: str = "eager") -> float | None:
+    for row in (payload or {}).get("plain", []):
+        if (row["dimension"], row["batch"], row["mode"], row["status"]) == (dimension, batch, mode, "measured"):
+            return float(row["sampler_microseconds_per_step"])
+    return None
+
+
+def round_cost_table(results: Path) -> str:
+    after = _load(results, "round_cost.json")
+    if after is None:
+        return "_Run `python -m simulations.round_cost`._"
+    before = _load(results, "round_cost_before.json")
+    old, new, compiled = _cells(before), _cells(after), _cells(after, "compiled")
+
+    def counts(cell: dict[str, Any] | None, key: str, digits: int) -> str:
+        value = None if cell is None or cell.get("counts_per_round") is None else cell["counts_per_round"][key]
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    def micros(cell: dict[str, Any] | None) -> str:
+        return "–" if cell is None else f"{cell['sampler_microseconds_per_round']:.0f}"
+
+    rows = []
+    for key in sorted(new):
+        dimension, batch, window, rule = key
+        plain_step = _plain_step(after, dimension, batch)
+        rows.append(
+            [
+                str(dimension),
+                str(batch),
+                str(window),
+                rule,
+                f"{counts(old.get(key), 'launches', 0)} → {counts(new[key], 'launches', 0)}",
+                f"{counts(old.get(key), 'syncs', 1)} → {counts(new[key], 'syncs', 1)}",
+                f"{micros(old.get(key))} → {micros(new[key])}",
+                micros(compiled.get(key)),
+                "–" if plain_step is None else f"{plain_step:.0f}",
+            ]
+        )
+    headers = [
+        "d",
+        "B",
+        "L",
+        "rule",
+        "launches / round, before → after",
+        "host syncs / round, before → after",
+        "own µs / round eager, before → after",
+        "own µs / round compiled",
+        "own µs / plain step",
+    ]
+    sizes = after["sizes"]
+    targets = "; ".join(
+        f"{name.replace('_', ' ')}: **{target['status']}**" for name, target in after["targets"].items()
+    )
+    return (
+        f"`python -m simulations.round_cost` (commit `{after['commit'][:10]}`, {after.get('wall_seconds', 0):.0f} s; "
+        f"before: commit `{(before or {}).get('commit', '?')[:10]}`): a near-free chain `0.98 x + b`, float32, "
+        f"N = {sizes['steps']}, CPU, one thread; counts per round on a simulated device (every CPU tensor of the "
+        f"sampler standing for a device tensor), the sampler's own time is the wall time less the mean functions', "
+        f"fastest of {sizes['repeats']}:\n\n{_table(headers, rows)}\n\nTargets: {targets}."
+    )
+
+
 GPU_BENCHES = ("bench_gpu.json", "bench_gpu_host.json")  # states on the GPU; states on the host (DeviceModel)
 SPEEDUP_HEADER = ["N", "batch", "drafter", "window", "fewer calls, token / block"]
 
@@ -391,6 +463,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "calibration": calibration_table,
     "speedup": speedup_table,
     "overhead": overhead_table,
+    "round_cost": round_cost_table,
     "dit": dit_table,
 }
 

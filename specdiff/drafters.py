@@ -57,10 +57,10 @@ class Drafter:
         evaluation)."""
         return torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
 
-    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         """Draft means (M, *event) of steps (M,) from the states (M, *event) of samples ``rows`` (M,).
 
-        ``position`` is the index of the step in its window (0 at the root).
+        ``slot`` is the index of the drafted step in its window (0: the step from the root).
         """
         raise NotImplementedError
 
@@ -106,7 +106,7 @@ class MeanDrafter(Drafter):
         self.draft_mean = draft_mean
         self.draft_cost_per_step = _check_cost(draft_cost_per_step, "draft_cost_per_step")
 
-    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         return self.draft_mean(states, steps)
 
 
@@ -212,7 +212,7 @@ class FreeDrafter(_PredictionMemory):
             return torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
         return super().ready(rows)
 
-    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         chain = self._model_chain()
         if self.exit_blocks is not None:
             predictions = chain.predict_first_blocks(states, steps, rows, self.exit_blocks)
@@ -229,7 +229,7 @@ class ExtrapolatingDrafter(_PredictionMemory):
 
     name = "extrapolating"
 
-    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         chain = self._model_chain()
         latest, previous = self._memory(rows, states)
         latest_step, previous_step = self._latest_step[rows], self._previous_step[rows]
@@ -254,9 +254,9 @@ class FrozenDrafter(Drafter):
         super().reset(batch, chain, device)
         self._root: torch.Tensor | None = None
 
-    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         chain = self._model_chain()
-        if position == 0:
+        if slot == 0:
             predictions = chain.predict(states, steps, rows)
             if self._root is None:
                 shape = (self.batch, *predictions.shape[1:])
@@ -288,7 +288,7 @@ class ModelDrafter(Drafter):
         super().reset(batch, chain, device)
         self._draft_chain = ModelChain(self.model, chain.kernel, chain.conditioning) if chain is not None else None
 
-    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, position: int) -> torch.Tensor:
+    def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         chain = self._model_chain()
         assert self._draft_chain is not None
         return chain.means(states, self._draft_chain.predict(states, steps, rows), steps)

@@ -93,16 +93,17 @@ def reflect(noise: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
 
 
 def _assemble(
-    draft_mean: torch.Tensor, sigma: torch.Tensor, frame: RankOneFrame, along: torch.Tensor, noise: torch.Tensor
+    mean: torch.Tensor, sigma: torch.Tensor, frame: RankOneFrame, along: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    """``nu + sigma (s e + z_perp)`` with ``z_perp`` the part of ``noise`` orthogonal to e."""
+    """``mean + sigma (along e + z_perp)`` in float64, cast to the dtype of ``mean``, with ``z_perp`` the part of
+    ``noise`` orthogonal to e; ``along`` (B,) is measured from ``mean`` (the target mean or the draft mean)."""
     direction = frame.direction
     noise64 = noise.double()
     orthogonal = noise64 - _expand(_batch_dot(noise64, direction), noise64) * direction
-    sample = draft_mean.double() + _expand(sigma.double(), noise64) * (
+    sample = mean.double() + _expand(sigma.double(), noise64) * (
         _expand(along.to(noise64.device), noise64) * direction + orthogonal
     )
-    return sample.to(draft_mean.dtype)
+    return sample.to(mean.dtype)
 
 
 def gaussian_step(mean: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -156,13 +157,7 @@ def weighted_residual_from_target(
     """
     frame = rank_one_frame(target_mean, draft_mean, sigma)
     along = residual_offset_quantile(*_lane_copies(uniforms.double(), log_weight.double(), frame.delta))[:, 0]
-    direction = frame.direction
-    noise64 = noise.double()
-    orthogonal = noise64 - _expand(_batch_dot(noise64, direction), noise64) * direction
-    sample = target_mean.double() + _expand(sigma.double(), noise64) * (
-        _expand(along, noise64) * direction + orthogonal
-    )
-    return sample.to(draft_mean.dtype)
+    return _assemble(target_mean, sigma, frame, along, noise).to(draft_mean.dtype)
 
 
 def _check_residual_inputs(frame: RankOneFrame, log_weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
 
 import torch
 
@@ -191,14 +190,6 @@ def _raise_non_finite(step: int, what: str) -> None:
     )
 
 
-_Function = TypeVar("_Function", bound=Callable[..., object])
-
-
-def _maybe_compile(function: _Function, enabled: bool) -> _Function:
-    """``function`` through ``torch.compile`` (static shapes: one graph per round width) when ``enabled``."""
-    return cast(_Function, torch.compile(function, dynamic=False)) if enabled else function
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Plain sampling
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +243,7 @@ def plain_chain(
     codes = random_codes(NEXT_NOISE, math.prod(x_init.shape[1:]), device)
     step_indices, step_sigmas = torch.arange(horizon, device=device), sigmas.to(device)
     stochastic = (sigmas > 0).tolist()
-    step = _maybe_compile(_plain_step, compile)
+    step = _COMPILED_PLAIN_STEP if compile else _plain_step
     first_bad = torch.full((), horizon, dtype=torch.long, device=device)
     state = x_init.clone()
     for index in range(horizon):
@@ -425,6 +416,22 @@ class _Options:
 
 
 @dataclass(frozen=True)
+class _Kernels:
+    """The sampler's own tensor work of a round, eager or through ``torch.compile``: the draws and the verification
+    with its commit. They take tensors and constants only (no model, drafter or policy), so a compiled graph is
+    reused across calls as long as the shapes stay the same."""
+
+    randomness: Callable[..., tuple[torch.Tensor, WindowRandomness]]
+    commit: Callable[..., _Committed]
+
+
+def _kernels(compiled: bool) -> _Kernels:
+    if not compiled:
+        return _Kernels(_round_randomness, _verify_and_commit)
+    return _COMPILED
+
+
+@dataclass(frozen=True)
 class _Setup:
     """What stays fixed during a run: the chain, the drafter, the policy, the rule and the per-step tables."""
 
@@ -437,6 +444,7 @@ class _Setup:
     keys: torch.Tensor  # (B,) int64 sample keys
     rows: torch.Tensor  # (B,) arange
     horizon: int
+    kernels: _Kernels
 
 
 @dataclass(frozen=True)
@@ -537,22 +545,30 @@ def _plan(setup: _Setup, state: SamplerState) -> tuple[_Plan, torch.Tensor]:
     return _Plan(roots, lengths, active, ready, state.first_bad_step), flags
 
 
-def _draft(setup: _Setup, plan: _Plan, state: SamplerState, layout: _Layout) -> _Drafted:
-    """Draw the round's randomness and draft L steps from every sample's root (static shapes)."""
-    batch, event = state.states.shape[0], tuple(state.states.shape[1:])
-    event_size, dtype, width = math.prod(event), state.states.dtype, layout.columns.shape[0] - 1
-    steps = (plan.roots[:, None] + layout.columns).clamp(max=setup.horizon - 1)
-    sigmas = setup.sigmas[steps]
-    step_sigmas = sigmas.to(dtype)
-    # One counter draw for the whole round: the normals are the inverse normal CDF of their uniforms, exactly as
-    # specdiff.randomness.counter_normals defines them.
-    uniforms = counter_uniforms(setup.keys, plan.roots, layout.codes)
+def _round_randomness(
+    keys: torch.Tensor, roots: torch.Tensor, codes: torch.Tensor, event: tuple[int, ...], dtype: torch.dtype
+) -> tuple[torch.Tensor, WindowRandomness]:
+    """A round's draws, keyed by each sample's root step: the draft noise (B, L, *event) and the verification's
+    randomness. One counter draw: the normals are the inverse normal CDF of their uniforms, exactly as
+    :func:`specdiff.randomness.counter_normals` defines them."""
+    batch, event_size = keys.shape[0], math.prod(event)
+    width = (codes.shape[0] - event_size - 1) // (event_size + 1)
+    uniforms = counter_uniforms(keys, roots, codes)
     normals = torch.special.ndtri(uniforms[:, : (width + 1) * event_size]).to(dtype)
     noise = normals[:, : width * event_size].reshape(batch, width, *event)
     rule_uniforms = uniforms[:, (width + 1) * event_size :]
-    randomness = WindowRandomness(
-        rule_uniforms[:, :width], rule_uniforms[:, width], normals[:, width * event_size :].reshape(batch, *event)
-    )
+    next_noise = normals[:, width * event_size :].reshape(batch, *event)
+    return noise, WindowRandomness(rule_uniforms[:, :width], rule_uniforms[:, width], next_noise)
+
+
+def _draft(setup: _Setup, plan: _Plan, state: SamplerState, layout: _Layout) -> _Drafted:
+    """Draw the round's randomness and draft L steps from every sample's root (static shapes)."""
+    batch, event = state.states.shape[0], tuple(state.states.shape[1:])
+    dtype, width = state.states.dtype, layout.columns.shape[0] - 1
+    steps = (plan.roots[:, None] + layout.columns).clamp(max=setup.horizon - 1)
+    sigmas = setup.sigmas[steps]
+    step_sigmas = sigmas.to(dtype)
+    noise, randomness = setup.kernels.randomness(setup.keys, plan.roots, layout.codes, event, dtype)
     current, drafted, means = state.states, [state.states], []
     for slot in range(max(width, 1 if setup.policy.probes_plain_steps else 0)):
         mean = _checked_mean(setup.drafter.draft(current, steps[:, slot], setup.rows, slot), current, "the draft")
@@ -575,6 +591,39 @@ def _evaluate(setup: _Setup, drafted: _Drafted, layout: _Layout) -> tuple[torch.
     return means.reshape(states.shape), predictions.reshape(batch, columns, *predictions.shape[1:])
 
 
+@dataclass(frozen=True)
+class _Committed:
+    """What verification commits in a round: each sample's next state and position, its accepted length, the logged
+    gaps and weights (B, L), and the first root step (a () tensor, N if none) whose means or state were not finite."""
+
+    states: torch.Tensor
+    position: torch.Tensor
+    accepted: torch.Tensor
+    deltas: torch.Tensor
+    weights: torch.Tensor
+    first_bad_step: torch.Tensor
+
+
+def _verify_and_commit(
+    window: Window, randomness: WindowRandomness, rule: VerificationRule, roots: torch.Tensor, horizon: int
+) -> _Committed:
+    """Verify every sample's window and commit its next state: pure tensor arithmetic (what ``compile=True``
+    compiles). ``roots`` (B,) are the samples' root steps, N for a finished sample."""
+    outcome = verify(window, randomness, rule)
+    accepted, lengths, event_dims = outcome.accepted, window.lengths, window.states.dim() - 2
+    # Without a bonus step the window ends at the horizon: commit the last drafted state. A finished sample (root N,
+    # window 0, nothing accepted, no bonus) keeps its state and its position N.
+    keep_drafted = (accepted == lengths) & (roots + lengths >= horizon)
+    committed = torch.where(_wide(keep_drafted, event_dims), _column(window.states, accepted), outcome.next_state)
+    position = (roots + accepted + 1).clamp(max=horizon)
+    # Non-finite means on any used column, or a non-finite committed state, are reported at the round's root.
+    used = torch.arange(window.width + 1, device=roots.device) <= lengths[:, None]
+    finite = (torch.isfinite(window.target_means).flatten(2).all(dim=2) | ~used).all(dim=1)
+    finite &= torch.isfinite(committed).flatten(1).all(dim=1)
+    first_bad = torch.where(finite | (roots >= horizon), horizon, roots).amin()
+    return _Committed(committed, position, accepted, outcome.deltas, outcome.weights, first_bad)
+
+
 def _commit(
     setup: _Setup, plan: _Plan, drafted: _Drafted, evaluated: tuple[torch.Tensor, torch.Tensor]
 ) -> tuple[SamplerState, _RoundLog]:
@@ -582,41 +631,24 @@ def _commit(
     targets, predictions = evaluated
     width, horizon = drafted.states.shape[1] - 1, setup.horizon
     window = Window(drafted.states, drafted.draft_means[:, :width], targets, drafted.sigmas, plan.lengths)
-    outcome = verify(window, drafted.randomness, setup.rule)
-    accepted, event_dims = outcome.accepted, targets.dim() - 2
-    has_bonus = plan.roots + plan.lengths < horizon
-    # Without a bonus step the window ends at the horizon: commit the last drafted state.
-    # A finished sample (root N, window 0, nothing accepted, no bonus) keeps its state and its position N.
-    kept = _column(drafted.states, accepted)
-    keep_drafted = (accepted == plan.lengths) & ~has_bonus
-    committed = torch.where(_wide(keep_drafted, event_dims), kept, outcome.next_state)
-    position = (plan.roots + accepted + 1).clamp(max=horizon)
-
-    # Non-finite means on any used column, or a non-finite committed state, are reported at the round's root.
-    used = torch.arange(width + 1, device=accepted.device) <= plan.lengths[:, None]
-    finite_means = torch.isfinite(targets).flatten(2).all(dim=2) | ~used
-    bad = (~finite_means.all(dim=1) | ~torch.isfinite(committed).flatten(1).all(dim=1)) & plan.active
-    first_bad = torch.where(bad, plan.roots, horizon).amin()
-
+    done = setup.kernels.commit(window, drafted.randomness, setup.rule, plan.roots, horizon)
     # The drafter learns the target's predictions at the last two evaluated states of the committed trajectory.
     for lag in (1, 0):
-        column = accepted - lag
+        column = done.accepted - lag
         seen = (column >= 0) & (plan.roots + column < horizon) & plan.active
         column = column.clamp(min=0)
         setup.drafter.observe_all(plan.roots + column, _column(predictions, column), seen)
-    deltas = outcome.deltas
+    deltas = done.deltas
     if setup.policy.probes_plain_steps:
         # The draft at a plain step's root costs nothing for a free drafter; its gap tells the policy whether to
         # speculate again.
         gap = (targets[:, 0] - drafted.draft_means[:, 0]).flatten(1).double().norm(dim=1) / drafted.sigmas[:, 0]
         probe = (plan.lengths == 0) & plan.active & (drafted.sigmas[:, 0] > 0) & plan.ready
         first = torch.where(probe, gap, deltas[:, 0] if width else math.nan)
-        deltas_seen = torch.cat([first[:, None], deltas[:, 1:]], dim=1)
-    else:
-        deltas_seen = deltas
-    setup.policy.observe(setup.rows, deltas_seen)
-    next_state = SamplerState(committed, position, torch.minimum(plan.first_bad_step, first_bad))
-    log = _RoundLog(plan.roots, plan.lengths, accepted, deltas, outcome.weights, plan.active)
+        deltas = torch.cat([first[:, None], deltas[:, 1:]], dim=1)
+    setup.policy.observe(setup.rows, deltas)
+    next_state = SamplerState(done.states, done.position, torch.minimum(plan.first_bad_step, done.first_bad_step))
+    log = _RoundLog(plan.roots, plan.lengths, done.accepted, done.deltas, done.weights, plan.active)
     return next_state, log
 
 
@@ -662,15 +694,14 @@ def _speculate(
     policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, _rule_family(options.rule), device)
     runs = _stochastic_run_lengths(sigmas).to(device)
     rows = torch.arange(batch, device=device)
-    setup = _Setup(evaluate, drafter, policy, options.rule, sigmas.to(device), runs, keys, rows, horizon)
+    kernels = _kernels(options.compile)
+    setup = _Setup(evaluate, drafter, policy, options.rule, sigmas.to(device), runs, keys, rows, horizon, kernels)
     position = torch.zeros(batch, dtype=torch.long, device=device)
     state = SamplerState(x_init.clone(), position, torch.tensor(horizon, device=device))
-    plan_round = _maybe_compile(_plan, options.compile)
-    run_round = _maybe_compile(_round, options.compile)
     logs: list[_RoundLog] = []
     layouts: dict[int, _Layout] = {}
     while True:
-        plan, flags = plan_round(setup, state)
+        plan, flags = _plan(setup, state)
         running, longest, first_bad = flags.tolist()  # the round's one host synchronization
         if first_bad < horizon:
             _raise_non_finite(first_bad, "a target or draft mean (or the state they give) in the round starting")
@@ -679,7 +710,7 @@ def _speculate(
         width = policy.max_window if options.compile else longest
         if width not in layouts:
             layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
-        state, log = run_round(setup, state, plan, layouts[width])
+        state, log = _round(setup, state, plan, layouts[width])
         logs.append(log)
     result = _result(logs, state.states, setup, drafter)
     result.wall_seconds = time.perf_counter() - start_time
@@ -733,3 +764,12 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
             result.windows.append(lengths[verified])
             result.steps.append(roots[verified])
     return result
+
+
+#: The compiled kernels, made once per process: torch.compile keeps one graph per shape (dynamic=False), reused by
+#: every call with the same shapes.
+_COMPILED = _Kernels(
+    torch.compile(_round_randomness, dynamic=False),
+    torch.compile(_verify_and_commit, dynamic=False),
+)
+_COMPILED_PLAIN_STEP = torch.compile(_plain_step, dynamic=False)

@@ -201,3 +201,10 @@ def test_cli_exits_non_zero_on_failure(monkeypatch: pytest.MonkeyPatch, capsys: 
     monkeypatch.setattr("proofs.__main__.run_all", lambda: [failing])
     assert main() == 1
     assert "1 failed" in capsys.readouterr().out
+
+
+def test_the_controls_are_named_as_in_the_library() -> None:
+    # The exact discrete checks and the Monte-Carlo checks of the continuous sampler reject the same named variants.
+    from specdiff.verify import CONTROL_RULES
+
+    assert set(discrete.CONTROL_RULES) <= set(CONTROL_RULES)
