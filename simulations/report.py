@@ -244,7 +244,7 @@ def round_cost_table(results: Path) -> str:
     old, new, compiled = _cells(before), _cells(after), _cells(after, "compiled")
 
     def counts(cell: dict[str, Any] | None, key: str, digits: int) -> str:
-        value = None if cell is None or cell.get("counts_per_round") is None else cell["counts_per_round"][key]
+        value = None if cell is None or cell.get("counts_per_round") is None else cell["counts_per_round"].get(key)
         return "–" if value is None else f"{value:.{digits}f}"
 
     def micros(cell: dict[str, Any] | None) -> str:
@@ -261,7 +261,8 @@ def round_cost_table(results: Path) -> str:
                 str(window),
                 rule,
                 f"{counts(old.get(key), 'launches', 0)} → {counts(new[key], 'launches', 0)}",
-                f"{counts(old.get(key), 'syncs', 1)} → {counts(new[key], 'syncs', 1)}",
+                f"{counts(old.get(key), 'syncs', 1)} → {counts(new[key], 'syncs', 1)} "
+                f"({counts(new[key], 'loop_syncs', 1)} in the loop)",
                 f"{micros(old.get(key))} → {micros(new[key])}",
                 micros(compiled.get(key)),
                 "–" if plain_step is None else f"{plain_step:.0f}",
@@ -273,7 +274,7 @@ def round_cost_table(results: Path) -> str:
         "L",
         "rule",
         "launches / round, before → after",
-        "host syncs / round, before → after",
+        "host syncs / round, before → after (loop only)",
         "own µs / round eager, before → after",
         "own µs / round compiled",
         "own µs / plain step",
@@ -287,7 +288,25 @@ def round_cost_table(results: Path) -> str:
         f"before: commit `{(before or {}).get('commit', '?')[:10]}`): a near-free chain `0.98 x + b`, float32, "
         f"N = {sizes['steps']}, CPU, one thread; counts per round on a simulated device (every CPU tensor of the "
         f"sampler standing for a device tensor), the sampler's own time is the wall time less the mean functions', "
-        f"fastest of {sizes['repeats']}:\n\n{_table(headers, rows)}\n\nTargets: {targets}."
+        f"fastest of {sizes['repeats']}:\n\n{_table(headers, rows)}\n\nTargets: {targets}.{_randomness_text(results)}"
+    )
+
+
+def _randomness_text(results: Path) -> str:
+    payload = _load(results, "randomness_cost.json")
+    if payload is None:
+        return ""
+    cells = [
+        f"{record['batch']}x{record['width']}: {record['nanoseconds_per_value']:.0f} ns against "
+        f"{record['nanoseconds_per_value'] / record['ratio_to_reference']:.0f} ns"
+        for record in payload["records"]
+        if record["method"] == "counter_normals" and record["dtype"] == "float64"
+    ]
+    return (
+        f" Counter-based normals (float64) per value against `torch.randn` with a generator, by batch x values per "
+        f"sample (`python -m simulations.randomness_cost`, commit `{payload['commit'][:10]}`, CPU, one thread): "
+        + "; ".join(cells)
+        + "."
     )
 
 

@@ -238,9 +238,13 @@ def _counted(
 ) -> tuple[dict[str, Any] | None, str | None]:
     try:
         counts, model, rounds = count(sampler, dimension, batch, window, rule, steps, seed, keywords)
+        # The same run twice as long: the synchronizations it adds per added round are the loop's own, without the
+        # set-up's (copies of the schedule and keys to the device) and the final move of the statistics to the host.
+        longer, _, longer_rounds = count(sampler, dimension, batch, window, rule, 2 * steps, seed, keywords)
     except Exception as error:  # a compiled sampler may not run under the simulation
         return None, f"{type(error).__name__}: {str(error)[:300]}"
-    return {"rounds": rounds, **_per(counts, model, rounds)}, None
+    marginal = (longer.total_syncs - counts.total_syncs) / max(longer_rounds - rounds, 1)
+    return {"rounds": rounds, **_per(counts, model, rounds), "loop_syncs": marginal}, None
 
 
 def measure_plain(config: Config, dimension: int, batch: int, mode: str, seed: int) -> dict[str, Any]:
@@ -310,16 +314,21 @@ def _measured(cells: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     return (cell for cell in cells if cell["status"] == "measured" and cell["counts_per_round"] is not None)
 
 
+def _loop_syncs(counts: dict[str, Any]) -> float:
+    """Synchronizations per round in the sampling loop (per added round), else per round of the whole run."""
+    return float(counts.get("loop_syncs", counts["syncs"]))
+
+
 def evaluate_targets(config: Config, cells: list[dict[str, Any]], plain: list[dict[str, Any]]) -> dict[str, Any]:
     """The rebuild's goals, each ``met``, ``not met`` or ``unavailable``, with the values they were judged on."""
     targets: dict[str, Any] = {}
 
     counted = list(_measured(cells))
     if counted:
-        worst = max(counted, key=lambda cell: cell["counts_per_round"]["syncs"])
-        value = worst["counts_per_round"]["syncs"]
+        worst = max(counted, key=lambda cell: _loop_syncs(cell["counts_per_round"]))
+        value = _loop_syncs(worst["counts_per_round"])
         targets["syncs_per_round"] = {
-            "goal": f"at most {MAX_SYNCS_PER_ROUND:g} host synchronization per round, every cell",
+            "goal": f"at most {MAX_SYNCS_PER_ROUND:g} host synchronization per round in the loop, every cell",
             "status": "met" if value <= MAX_SYNCS_PER_ROUND else "not met",
             "worst": value,
             "worst_cell": {key: worst[key] for key in ("dimension", "batch", "window", "rule", "mode")},

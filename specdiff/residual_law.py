@@ -27,6 +27,10 @@ Numerics (``M(x) = Phi-bar(x) / phi(x) = sqrt(pi/2) erfcx(x / sqrt 2)`` is Mills
   ``1, |b|, delta`` of the density it is a 24-point Fejer quadrature of the density (positive integrand, no
   cancellation; nodes built on device); further out ``H = w |Phi(t) - Phi(b)| - (Phi-bar(s*) - Phi-bar(s))``
   with the Gaussian tails on the side of ``b``, which do not cancel there.
+* The survival and the far lower CDF share one expression: ``X / (w Phi(sigma t)) = alpha + beta e_k + gamma
+  expm1(-rho)`` with per-row constants (``sigma = +1`` only on the left where ``b < 0``), ``rho = a +
+  log(M(-sigma t) / M(s))`` and ``e_k`` the constant part; the four ``erfcx`` arguments of a step (``-sigma t``,
+  ``s`` and the two Gauss-Legendre nodes) are one ``addcmul`` of precomputed shift and slope.
 * All log-probabilities of the iteration are taken relative to ``w phi(t)`` (``log(phi(b) / phi(t))`` is
   ``(t - b)(t + b) / 2``, exactly), so that the huge ``log phi(t) ~ -t^2/2`` of a far threshold never cancels.
 * Root finding: Halley's method (twice, then Newton once) on ``log G`` or ``log H`` in the variable ``log(t - b)``:
@@ -80,15 +84,15 @@ def _fejer_rule(like: torch.Tensor, order: int, scale: float) -> tuple[torch.Ten
     """Fejer's first rule on [0, 1], built on the device of ``like`` (no host-to-device copy), shaped to broadcast.
 
     Nodes ``(1 - cos theta_k) / 2`` with ``theta_k = (k + 1/2) pi / n`` and weights
-    ``(1 - 2 sum_{j=1}^{n/2} cos(2 j theta_k) / (4 j^2 - 1)) / n`` times ``scale``; both are returned negated (the
-    integrand below is negative). Shape ``(n, 1, ..., 1)`` against ``like``.
+    ``(1 - 2 sum_{j=1}^{n/2} cos(2 j theta_k) / (4 j^2 - 1)) / n`` times ``scale`` (positive), returned as their
+    logarithms (they enter the exponent of the integrand). Shape ``(n, 1, ..., 1)`` against ``like``.
     """
     theta = torch.arange(0.5, order, 1.0, dtype=torch.float64, device=like.device) * (math.pi / order)
     frequencies = torch.arange(1.0, order // 2 + 1.0, 1.0, dtype=torch.float64, device=like.device)
     harmonics = torch.cos(torch.outer(theta, 2.0 * frequencies)) @ torch.reciprocal(4.0 * frequencies**2 - 1.0)
     shape = (order,) + (1,) * like.dim()
-    nodes = torch.cos(theta).sub_(1.0).mul_(0.5).view(shape)
-    weights = torch.sub(harmonics, 0.5).mul_(2.0 * scale / order).view(shape)
+    nodes = torch.cos(theta).sub_(1.0).mul_(-0.5).view(shape)
+    weights = torch.rsub(harmonics, 0.5).mul_(2.0 * scale / order).log_().view(shape)
     return nodes, weights
 
 
@@ -219,7 +223,6 @@ def residual_offset_quantile(uniforms: torch.Tensor, log_weight: torch.Tensor, d
     log_1mu = torch.log1p(-u)
     log_u_mass = log_u + rel  # log(u R / w)
     log_v_mass = log_1mu + rel  # log((1 - u) R / w)
-    minus_delta = -delta
     # Bounds from the truncated target: G <= w Phi-bar(t) (right) and H <= w |Phi(sigma t) - Phi(sigma b)| (left,
     # in the tail where b lies). exp underflows only where the bound is useless: t_upper = +inf; the left argument
     # is clamped (so t_lower stays finite) where b > 38 and the clamped bound lies below b.
@@ -259,62 +262,74 @@ def residual_offset_quantile(uniforms: torch.Tensor, log_weight: torch.Tensor, d
     t = torch.where(left, t_left, t_right)
     low = torch.where(left, t_left, b_above)
     high = high_right.masked_fill(left, math.inf)
-    # Constants of the iteration. Every log-probability below is taken relative to w phi(t) (and shifted by
-    # -log sqrt(2 pi)), so that the large log phi(t) ~ -t^2/2 never cancels: X~ = log(X / (w phi(t))) - log sqrt(2 pi).
+    # Constants of the iteration. Every log-probability below is taken relative to w phi(t) and shifted by
+    # log sqrt(2/pi): f = log(X / (w phi(t))) + log sqrt(2/pi), so that the large log phi(t) ~ -t^2/2 never cancels.
     sigma_t = torch.minimum(sign_b, -flip)  # Phi(sigma t): the lower tail of t only on the left where b < 0
-    erfcx_below = torch.log(torch.rsub(sigma_t, 0.5, alpha=0.5))  # sigma t < this (0 or -inf): t > 0 upper tail
-    flip = flip * math.sqrt(2.0 * math.pi)  # folds exp(log sqrt(2 pi)) into the Newton step
-    target = torch.where(left, log_u, log_1mu) + log_mass_scaled  # T~ = target + log(phi(b+) / phi(t))
-    # log(K / (w phi(b+))) - log sqrt(2 pi) for the constant K = w Phi(b) + Phi-bar(s*) (b < 0), R (b >= 0).
-    log_constant = torch.where(b_negative, torch.logaddexp(log_cdf_b, log_tail_s_star - log_weight), log_mass_scaled)
-    extent = torch.reciprocal(torch.maximum(b.abs(), delta).clamp(min=1.0)) * _LEFT_QUADRATURE_EXTENT
-    left_nodes, left_weights = _fejer_rule(b, _LEFT_NODES, 1.0 / math.sqrt(2.0 * math.pi))
+    # Right and left-tail formulas in one: X / (w Phi(sigma t)) = alpha + beta e_k + gamma expm1(-rho), with
+    # rho = a + log(M(-sigma t) / M(s)) and e_k the constant K over w Phi(sigma t) (module docstring).
+    right = ~left
+    alpha = sigma_t + 1.0  # 2 on the left where b < 0, else 0
+    beta = -sign_b  # -1 where b < 0, +1 where b >= 0 (irrelevant on the right, where e_k = 0)
+    gamma = -flip  # +1 on the left, -1 on the right
+    flip = flip * _SQRT_HALF_PI  # folds the normalization into the Newton step
+    target = torch.where(left, log_u, log_1mu) + (log_mass_scaled + math.log(2.0))
+    # log(K / (w phi(b+))) - log sqrt(pi/2) for the constant K = w Phi(b) + Phi-bar(s*) (b < 0), R (b >= 0); -inf on
+    # the right side (e_k = 0 there).
+    log_constant = torch.where(
+        b_negative, torch.logaddexp(log_cdf_b, log_tail_s_star - log_weight), log_mass_scaled
+    ).masked_fill(right, -math.inf) + math.log(2.0)
+    # The quadrature is used on the left while (t - b) max(1, |b|, delta) <= _LEFT_QUADRATURE_EXTENT.
+    minus_extent = torch.reciprocal(torch.maximum(b.abs(), delta).clamp(min=1.0)) * -_LEFT_QUADRATURE_EXTENT
+    minus_extent = minus_extent.masked_fill(right, math.inf)
+    left_nodes, left_log_weights = _fejer_rule(b, _LEFT_NODES, math.sqrt(2.0 / math.pi))
+    # erfcx arguments (scaled by 1/sqrt 2) [-sigma t, s, t + c1 delta, t + c2 delta] as shift + slope t.
+    delta_half = delta * _SQRT_HALF
+    shift = torch.stack([torch.zeros_like(delta), delta_half, delta_half * _GL2_NODES[0], delta_half * _GL2_NODES[1]])
+    slope = torch.stack([sigma_t * -_SQRT_HALF, *(torch.full_like(delta, _SQRT_HALF),) * 3])
+    far = (b > _SERIES_FROM_FAST).expand_as(shift[2:])
     for iteration, halley in enumerate(_SCHEDULE):
-        offset = t - b
-        minus_gap = offset * minus_delta  # -a = -delta (t - b)
-        log_offset = torch.log(offset)
-        s = t + delta
-        gap, log_erfcx_t, log_erfcx_s = _log_mills_ratio(t, s, delta, delta_scaled, accurate=False)
-        sigma_times_t = sigma_t * t
-        log_tail_t = torch.special.log_ndtr(sigma_times_t)  # log Phi(sigma t)
-        # base = log(Phi(sigma t) / phi(t)) - log sqrt(2 pi), from erfcx where Phi(sigma t) is a small upper tail.
-        base = torch.where(sigma_times_t < erfcx_below, log_erfcx_t, torch.addcmul(log_tail_t, t, t, value=0.5))
-        # log(phi(b+) / phi(t)) = (t - b+)(t + b+) / 2, exactly.
-        half_gap_square = (t - b_plus) * (t + b_plus)
-        # Right side: G = w Phi-bar(t) (1 - exp(-rho)), rho = a + log(M(t) / M(s)).
-        f_right = base + torch.log(-torch.expm1(minus_gap - gap))
-        # Left side away from the threshold: H = w |Phi(sigma t) - Phi(sigma b)| - Phi-bar(s*) + Phi-bar(s)
-        # = w Phi(sigma t) (e_s + sign_b (1 - e_k)), e_s = Phi-bar(s) / (w Phi(sigma t)) with
-        # Phi-bar(s) = w phi(t) exp(-a) M(s), and e_k the constant part over w Phi(sigma t).
-        e_s, e_k = torch.exp(
-            torch.stack([minus_gap + log_erfcx_s, torch.add(log_constant, half_gap_square, alpha=0.5)]) - base
-        ).unbind(0)
-        combination = torch.addcmul(e_s, sign_b, torch.rsub(e_k, 1.0))
-        f_tails = base + torch.log(combination.clamp(min=1e-300))
-        # Left side near the threshold: Fejer quadrature of the density over [b, t] (positive integrand; nodes and
-        # weights are negated); log(phi(b) / phi(t)) = (t - b)(t + b) / 2.
-        minus_v = offset * left_nodes
-        integrand = torch.exp(minus_v * torch.add(b, minus_v, alpha=-0.5)) * torch.expm1(minus_v * delta)
-        f_quadrature = torch.addcmul(
-            log_offset + torch.log((integrand * left_weights).sum(0)), offset, t + b, value=0.5
+        minus_o = b - t
+        minus_a = minus_o * delta  # -a = -delta (t - b)
+        points = torch.addcmul(shift, slope, t).clamp_(min=-26.0)
+        erfcx = torch.special.erfcx(points)
+        log_erfcx = torch.log(erfcx[:2])
+        log_erfcx_t = log_erfcx[0]
+        direct = log_erfcx_t - log_erfcx[1]
+        nodes = points[2:]
+        scaled = torch.where(
+            far,
+            torch.reciprocal(nodes * (2.0 / math.sqrt(math.pi))),
+            torch.reciprocal(erfcx[2:]) - math.sqrt(math.pi) * nodes,
         )
-        f = torch.where(left, torch.where(offset <= extent, f_quadrature, f_tails), f_right)
-        expm1_gap = torch.expm1(minus_gap)
-        # log(g (t - b) / (w phi(t))), g the density: log(1 - exp(-a)) + log(t - b).
-        log_density_offset = torch.log(-expm1_gap) + log_offset
-        diff = f - torch.add(target, half_gap_square, alpha=0.5)
+        ratio = torch.where(direct < _RHO_QUADRATURE, scaled.sum(0) * delta_scaled, direct)
+        em_rho = torch.expm1(minus_a - ratio)
+        t_minus = t - b_plus
+        t_plus = t + b_plus
+        target_t = torch.addcmul(target, t_minus, t_plus, value=0.5)
+        e_k = torch.exp(torch.addcmul(log_constant, t_minus, t_plus, value=0.5) - log_erfcx_t)
+        combination = torch.addcmul(torch.addcmul(alpha, beta, e_k), gamma, em_rho)
+        f_tails = log_erfcx_t + torch.log(combination.clamp(min=1e-300))
+        # Left side near the threshold: Fejer quadrature of the density over [b, t] relative to w phi(b).
+        minus_v = minus_o * left_nodes
+        exponent = torch.addcmul(left_log_weights, minus_v, torch.add(b, minus_v, alpha=-0.5))
+        integral = (torch.exp(exponent) * torch.expm1(minus_v * delta)).sum(0)
+        f_quadrature = torch.addcmul(torch.log(integral * minus_o), minus_o, t + b, value=-0.5)
+        f = torch.where(minus_o >= minus_extent, f_quadrature, f_tails)
+        diff = f - target_t
+        expm1_gap = torch.expm1(minus_a)
         signed = diff * flip
         # Step in l = log(t - b): -q = f / f_l; Halley divides it by 1 - f f_ll / (2 f_l^2) = 1 + (q c + f) / 2 with
         # c = 1 + (t - b) d log g / dt = 1 - (t - b) t + a / expm1(a).
-        q = signed * torch.exp(f - log_density_offset)
+        q = signed * torch.exp(f - torch.log(minus_o * expm1_gap))
         if halley:
-            curvature = torch.addcmul(minus_gap * (1.0 + expm1_gap) / expm1_gap + 1.0, offset, t, value=-1.0)
-            q = q / torch.clamp(torch.add(ones, torch.addcmul(diff, q, curvature), alpha=0.5), 0.5, 2.0)
+            curvature = torch.addcmul(torch.addcdiv(minus_a, minus_a, expm1_gap), minus_o, t).add_(1.0)
+            scale = torch.addcmul(diff, q, curvature).mul_(0.5).add_(1.0).clamp_(0.5, 2.0)
+            q = q / scale
         if iteration + 1 < len(_SCHEDULE):  # (the bracket only guards later steps)
             below = signed > 0
             low = torch.where(below, t, low)
             high = torch.where(below, high, t)
-        t = torch.clamp(torch.addcmul(t, offset, torch.expm1(q)), low, high)
+        t = torch.clamp(torch.addcmul(t, minus_o, torch.expm1(q), value=-1.0), low, high)
     t = torch.where(at_zero, b, t)
     return t.masked_fill(empty, 0.0)
 

@@ -374,7 +374,8 @@ def test_no_host_synchronization_and_a_fixed_operation_sequence(
     hard = _ops(function, *_HARD[3 - arity :])
     assert not set(easy + hard) & FORBIDDEN_OPS, sorted(set(easy + hard))
     assert easy == hard
-    assert len(easy) < 500
+    # Every operation is a kernel launch on a GPU: the counts (view operations included) are a budget.
+    assert len(easy) <= {residual_offset_quantile: 371, residual_quantile: 372, log_residual_mass: 56}[function]
 
 
 def test_the_operation_recorder_sees_a_host_read() -> None:
