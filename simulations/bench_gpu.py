@@ -171,8 +171,10 @@ def run(
     progress: bool = True,
     deadline: float | None = None,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    compiled: bool = False,
 ) -> dict[str, Any]:
-    """Cost curves and records; ``checkpoint(partial)`` after each record, no new cell after ``deadline``.
+    """Cost curves and records; ``checkpoint(partial)`` after each record, no new cell after ``deadline``;
+    ``compiled`` samples with ``compile=True`` (plain and speculative alike).
 
     ``deadline`` is a ``time.perf_counter()`` value; the result's ``complete`` says whether every cell ran.
     """
@@ -200,7 +202,13 @@ def run(
         curves.append({"model": name, "blocks": quarter, "batches": preset.large_batches, "seconds": seconds})
         del large
     cost = _interpolated(preset.cost_batches, digits_curve)
-    base = {"model": "digits", "device": device_name, "placement": preset.placement, "commit": commit}
+    base = {
+        "model": "digits",
+        "device": device_name,
+        "placement": preset.placement,
+        "compiled": compiled,
+        "commit": commit,
+    }
     records: list[dict[str, Any]] = []
 
     def add(record: dict[str, Any]) -> None:
@@ -217,7 +225,7 @@ def run(
             print(f"time is up: {len(cells) - number} of {len(cells)} cells not run", flush=True)
             return {"cost_curves": curves, "records": records, "complete": False}
         kernel = DDPMKernel(linear_schedule(1000), num_steps=steps)
-        case = _Case(model, kernel, batch, device, seed, host=preset.placement == "host")
+        case = _Case(model, kernel, batch, device, seed, host=preset.placement == "host", compiled=compiled)
         case.plain_seconds()  # warm-up
         for rule in ("token-reflection", "block"):
             for drafter in preset.drafters:
@@ -234,8 +242,18 @@ class _Case:
     With ``host``, the states live on the CPU and the model is called through :class:`DeviceModel`.
     """
 
-    def __init__(self, model: DiT, kernel: DDPMKernel, batch: int, device: torch.device, seed: int, host: bool):
+    def __init__(
+        self,
+        model: DiT,
+        kernel: DDPMKernel,
+        batch: int,
+        device: torch.device,
+        seed: int,
+        host: bool,
+        compiled: bool = False,
+    ):
         self.kernel, self.batch, self.device, self.seed = kernel, batch, device, seed
+        self.compiled = compiled  # plain and speculative sampling alike: an equally optimized baseline
         self.model: Model = DeviceModel(model, device) if host else model
         states_device = torch.device("cpu") if host else device
         self.labels = torch.arange(batch, device=states_device) % 10
@@ -253,7 +271,12 @@ class _Case:
         conditioning = {"y": self.labels}
         return self._timed(
             lambda: sample_plain(
-                model or self.model, self.kernel, self.noise, generator=self.generators(), conditioning=conditioning
+                model or self.model,
+                self.kernel,
+                self.noise,
+                generator=self.generators(),
+                conditioning=conditioning,
+                compile=self.compiled,
             )
         )[1]
 
@@ -270,6 +293,7 @@ class _Case:
                 rule=rule,
                 generator=self.generators(),
                 conditioning={"y": self.labels},
+                compile=self.compiled,
             )
         )
 
@@ -372,6 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--max-seconds", type=float, default=None, help="start no new (N, batch) cell after this")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="sample with compile=True, plain and speculative alike (the round's kernels)",
+    )
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset = PRESETS[arguments.preset]
@@ -389,13 +418,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seed": arguments.seed,
                 "sizes": asdict(preset),
                 "max_seconds": arguments.max_seconds,
+                "compiled": arguments.compile,
                 "seconds": time.perf_counter() - start,
                 **results,
             },
         )
 
     deadline = None if arguments.max_seconds is None else start + arguments.max_seconds
-    results = run(preset, device, arguments.seed, deadline=deadline, checkpoint=save)
+    results = run(preset, device, arguments.seed, deadline=deadline, checkpoint=save, compiled=arguments.compile)
     save(results)
     print(f"wrote {output} in {time.perf_counter() - start:.0f} s ({'complete' if results['complete'] else 'partial'})")
     return 0
