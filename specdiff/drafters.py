@@ -140,33 +140,43 @@ class _PredictionMemory(Drafter):
     def observe(
         self, rows: torch.Tensor, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor | None = None
     ) -> None:
-        if self._latest is None:
+        if self._latest is None or self._previous is None:
             batch = self._latest_step.shape[0]
             self._latest = torch.zeros(
                 (batch, *predictions.shape[1:]), dtype=predictions.dtype, device=predictions.device
             )
             self._previous = torch.zeros_like(self._latest)
-        assert self._previous is not None
-        latest, latest_step = self._latest[rows], self._latest_step[rows]
         if mask is None:
-            self._previous[rows], self._previous_step[rows] = latest, latest_step
-            self._latest[rows], self._latest_step[rows] = predictions, steps
-            return
-        wide = mask.reshape((-1,) + (1,) * (predictions.dim() - 1))
-        self._previous[rows] = torch.where(wide, latest, self._previous[rows])
-        self._previous_step[rows] = torch.where(mask, latest_step, self._previous_step[rows])
-        self._latest[rows] = torch.where(wide, predictions.to(latest.dtype), latest)
-        self._latest_step[rows] = torch.where(mask, steps, latest_step)
+            mask = torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
+        memory = (self._latest[rows], self._latest_step[rows], self._previous[rows], self._previous_step[rows])
+        latest, latest_step, previous, previous_step = _recorded(memory, steps, predictions, mask)
+        self._latest[rows], self._latest_step[rows] = latest, latest_step
+        self._previous[rows], self._previous_step[rows] = previous, previous_step
 
     def observe_all(self, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor) -> None:
         if self._latest is None or self._previous is None:
             self.observe(torch.arange(mask.shape[0], device=mask.device), steps, predictions, mask)
             return
-        wide = mask.reshape((-1,) + (1,) * (predictions.dim() - 1))
-        self._previous = torch.where(wide, self._latest, self._previous)
-        self._previous_step = torch.where(mask, self._latest_step, self._previous_step)
-        self._latest = torch.where(wide, predictions.to(self._latest.dtype), self._latest)
-        self._latest_step = torch.where(mask, steps, self._latest_step)
+        memory = (self._latest, self._latest_step, self._previous, self._previous_step)
+        self._latest, self._latest_step, self._previous, self._previous_step = _recorded(
+            memory, steps, predictions, mask
+        )
+
+
+_Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _recorded(memory: _Memory, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor) -> _Memory:
+    """``(latest, latest_step, previous, previous_step)`` after recording ``predictions`` at ``steps`` in the rows
+    where ``mask`` is True: the latest becomes the previous there (the others keep theirs)."""
+    latest, latest_step, previous, previous_step = memory
+    wide = mask.reshape((-1,) + (1,) * (predictions.dim() - 1))
+    return (
+        torch.where(wide, predictions.to(latest.dtype), latest),
+        torch.where(mask, steps, latest_step),
+        torch.where(wide, latest, previous),
+        torch.where(mask, latest_step, previous_step),
+    )
 
 
 class FreeDrafter(_PredictionMemory):

@@ -55,8 +55,17 @@ from specdiff.randomness import (
     random_codes,
     sample_keys,
 )
-from specdiff.residual import gaussian_step
-from specdiff.verify import BlockRule, Rule, VerificationRule, Window, WindowRandomness, resolve_rule, verify
+from specdiff.residual import _expand, gaussian_step
+from specdiff.verify import (
+    BlockRule,
+    Rule,
+    VerificationRule,
+    Window,
+    WindowRandomness,
+    resolve_rule,
+    take_column,
+    verify,
+)
 
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``mean(states, steps)``: states (M, *event) and per-row step indices (M,) long -> means (M, *event)."""
@@ -546,13 +555,12 @@ def _plan(setup: _Setup, state: SamplerState) -> tuple[_Plan, torch.Tensor]:
 
 
 def _round_randomness(
-    keys: torch.Tensor, roots: torch.Tensor, codes: torch.Tensor, event: tuple[int, ...], dtype: torch.dtype
+    keys: torch.Tensor, roots: torch.Tensor, codes: torch.Tensor, width: int, event: tuple[int, ...], dtype: torch.dtype
 ) -> tuple[torch.Tensor, WindowRandomness]:
     """A round's draws, keyed by each sample's root step: the draft noise (B, L, *event) and the verification's
     randomness. One counter draw: the normals are the inverse normal CDF of their uniforms, exactly as
     :func:`specdiff.randomness.counter_normals` defines them."""
     batch, event_size = keys.shape[0], math.prod(event)
-    width = (codes.shape[0] - event_size - 1) // (event_size + 1)
     uniforms = counter_uniforms(keys, roots, codes)
     normals = torch.special.ndtri(uniforms[:, : (width + 1) * event_size]).to(dtype)
     noise = normals[:, : width * event_size].reshape(batch, width, *event)
@@ -568,13 +576,13 @@ def _draft(setup: _Setup, plan: _Plan, state: SamplerState, layout: _Layout) -> 
     steps = (plan.roots[:, None] + layout.columns).clamp(max=setup.horizon - 1)
     sigmas = setup.sigmas[steps]
     step_sigmas = sigmas.to(dtype)
-    noise, randomness = setup.kernels.randomness(setup.keys, plan.roots, layout.codes, event, dtype)
+    noise, randomness = setup.kernels.randomness(setup.keys, plan.roots, layout.codes, width, event, dtype)
     current, drafted, means = state.states, [state.states], []
     for slot in range(max(width, 1 if setup.policy.probes_plain_steps else 0)):
         mean = _checked_mean(setup.drafter.draft(current, steps[:, slot], setup.rows, slot), current, "the draft")
         means.append(mean)
         if slot < width:
-            current = torch.addcmul(mean, _wide(step_sigmas[:, slot], len(event)), noise[:, slot])  # gaussian_step
+            current = torch.addcmul(mean, _expand(step_sigmas[:, slot], mean), noise[:, slot])  # gaussian_step
             drafted.append(current)
     draft_means = torch.stack(means, dim=1) if means else state.states.new_zeros((batch, 0, *event))
     return _Drafted(torch.stack(drafted, dim=1), draft_means, steps, sigmas, randomness)
@@ -610,11 +618,12 @@ def _verify_and_commit(
     """Verify every sample's window and commit its next state: pure tensor arithmetic (what ``compile=True``
     compiles). ``roots`` (B,) are the samples' root steps, N for a finished sample."""
     outcome = verify(window, randomness, rule)
-    accepted, lengths, event_dims = outcome.accepted, window.lengths, window.states.dim() - 2
+    accepted, lengths = outcome.accepted, window.lengths
     # Without a bonus step the window ends at the horizon: commit the last drafted state. A finished sample (root N,
     # window 0, nothing accepted, no bonus) keeps its state and its position N.
     keep_drafted = (accepted == lengths) & (roots + lengths >= horizon)
-    committed = torch.where(_wide(keep_drafted, event_dims), _column(window.states, accepted), outcome.next_state)
+    kept = take_column(window.states, accepted)
+    committed = torch.where(_expand(keep_drafted, kept), kept, outcome.next_state)
     position = (roots + accepted + 1).clamp(max=horizon)
     # Non-finite means on any used column, or a non-finite committed state, are reported at the round's root.
     used = torch.arange(window.width + 1, device=roots.device) <= lengths[:, None]
@@ -637,7 +646,7 @@ def _commit(
         column = done.accepted - lag
         seen = (column >= 0) & (plan.roots + column < horizon) & plan.active
         column = column.clamp(min=0)
-        setup.drafter.observe_all(plan.roots + column, _column(predictions, column), seen)
+        setup.drafter.observe_all(plan.roots + column, take_column(predictions, column), seen)
     deltas = done.deltas
     if setup.policy.probes_plain_steps:
         # The draft at a plain step's root costs nothing for a free drafter; its gap tells the policy whether to
@@ -650,17 +659,6 @@ def _commit(
     next_state = SamplerState(done.states, done.position, torch.minimum(plan.first_bad_step, done.first_bad_step))
     log = _RoundLog(plan.roots, plan.lengths, done.accepted, done.deltas, done.weights, plan.active)
     return next_state, log
-
-
-def _wide(values: torch.Tensor, event_dims: int) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) to broadcast against (B, *event)."""
-    return values.reshape(values.shape + (1,) * event_dims)
-
-
-def _column(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``tensor[r, index[r]]`` for every row r of a (B, W, ...) tensor (a gather: static shapes, no host reads)."""
-    gather_index = index.reshape((-1,) + (1,) * (tensor.dim() - 1)).expand(-1, 1, *tensor.shape[2:])
-    return tensor.gather(1, gather_index).squeeze(1)
 
 
 def _stochastic_run_lengths(sigmas: torch.Tensor) -> torch.Tensor:

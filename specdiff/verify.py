@@ -40,7 +40,7 @@ from typing import Literal
 
 import torch
 
-from specdiff.residual import gaussian_step, rank_one_frame, reflect, weighted_residual_from_target
+from specdiff.residual import _expand, gaussian_step, rank_one_frame, reflect, weighted_residual_from_target
 from specdiff.residual_law import log_residual_mass
 
 TokenResidual = Literal["reflection", "fresh"]
@@ -196,13 +196,8 @@ class VerificationResult:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _per_row(values: torch.Tensor, event_dims: int) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) to broadcast against (B, *event)."""
-    return values.reshape(values.shape + (1,) * event_dims)
-
-
-def _column(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``tensor[r, index[r]]`` for every row r of a (B, W, ...) tensor, by a gather (static shapes)."""
+def take_column(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tensor[r, index[r]]`` for every row r of a (B, W, ...) tensor, by a gather (static shapes, no host reads)."""
     gather_index = index.reshape((-1,) + (1,) * (tensor.dim() - 1)).expand(-1, 1, *tensor.shape[2:])
     return tensor.gather(1, gather_index).squeeze(1)
 
@@ -270,25 +265,24 @@ def _next_state(
     ``residual`` is ``("reflection", _)`` or ``("weighted", log w_tau (B,))``. Every row computes both branches (static
     shapes); ``torch.where`` picks one.
     """
-    event_dims = window.states.dim() - 2
-    bonus_mean = _column(window.target_means, window.lengths)
-    bonus_sigma = _column(window.sigmas, window.lengths)
+    bonus_mean = take_column(window.target_means, window.lengths)
+    bonus_sigma = take_column(window.sigmas, window.lengths)
     bonus = gaussian_step(bonus_mean, bonus_sigma, randomness.residual_noise)
     if window.width == 0:
         return bonus
     step = accepted.clamp(max=window.width - 1)  # the rejected step is step + 1, at column `step`
-    target_mean, draft_mean = _column(window.target_means, step), _column(window.draft_means, step)
-    sigma = _column(window.sigmas, step)
+    target_mean, draft_mean = take_column(window.target_means, step), take_column(window.draft_means, step)
+    sigma = take_column(window.sigmas, step)
     kind, log_weight = residual
     if kind == "reflection":
         frame = rank_one_frame(target_mean, draft_mean, sigma)
-        noise = (_column(window.states, step + 1).double() - draft_mean.double()) / _per_row(sigma, event_dims)
-        drawn = (target_mean.double() + _per_row(sigma, event_dims) * reflect(noise, frame.direction)).to(bonus.dtype)
+        noise = (take_column(window.states, step + 1).double() - draft_mean.double()) / _expand(sigma, draft_mean)
+        drawn = (target_mean.double() + _expand(sigma, target_mean) * reflect(noise, frame.direction)).to(bonus.dtype)
     else:
         drawn = weighted_residual_from_target(
             target_mean, draft_mean, sigma, log_weight, randomness.residual_uniforms, randomness.residual_noise
         )
-    return torch.where(_per_row(accepted == window.lengths, event_dims), bonus, drawn)
+    return torch.where(_expand(accepted == window.lengths, bonus), bonus, drawn)
 
 
 def verify(window: Window, randomness: WindowRandomness, rule: VerificationRule) -> VerificationResult:
@@ -337,7 +331,7 @@ def verify(window: Window, randomness: WindowRandomness, rule: VerificationRule)
     success = log_uniforms < log_stop
     accepted = _first_failure(success) if rule.stopping == "first-failure" else _last_success(success)
     padded = torch.cat([torch.zeros_like(log_weights[:, :1]), log_weights], dim=1)
-    residual_log_weight = _column(padded, accepted)  # log w_tau, w_0 = 1
+    residual_log_weight = take_column(padded, accepted)  # log w_tau, w_0 = 1
     if rule.residual == "unweighted":
         residual_log_weight = torch.zeros_like(residual_log_weight)
     kind = "reflection" if rule.residual == "reflection" else "weighted"

@@ -216,12 +216,10 @@ def test_without_cpu_is_host_the_boundary_is_invisible() -> None:
 
 
 def test_fake_cuda_tensors_show_host_copies() -> None:
-    fake_tensor = pytest.importorskip("torch._subclasses.fake_tensor")
+    from torch._subclasses import fake_tensor
+
     with fake_tensor.FakeTensorMode():
-        try:
-            x = torch.empty(4, device="cuda")
-        except (RuntimeError, AssertionError):
-            pytest.skip("this build cannot make fake CUDA tensors")
+        x = torch.empty(4, device="cuda")  # a fake CUDA tensor: this works on a CPU-only build
         with OpCounter(cpu_is_host=True) as counter:
             (2 * x).cpu()
         assert _syncs(counter.counts) == {"device_to_host_copy": 1}
