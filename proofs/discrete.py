@@ -7,7 +7,7 @@ product of the target rows along it. Every probability is a :class:`fractions.Fr
 is computed by exact enumeration of all branches (draft paths, stopping times, residual draws), never by
 sampling.
 
-Rules (DESIGN.md §4), one *round* from a state (position ``m`` already produced, previous symbol ``c``), with
+Rules (docs/design.md §3.2–3.4), one *round* from a state (position ``m`` already produced, previous symbol ``c``), with
 window ``L = min(window, horizon - m)``:
 
 * token rule: accept drafted symbol ``i`` with probability ``min(1, P_i/Q_i)``, stop at the first rejection
@@ -39,7 +39,7 @@ Law = dict[tuple[int, ...], Fraction]
 
 TOKEN = "token"
 BLOCK = "block"
-# Negative controls (DESIGN.md §8): deliberately wrong variants that must NOT reproduce the target law. Their names
+# Negative controls (docs/design.md §5): deliberately wrong variants that must NOT reproduce the target law. Their names
 # are those of specdiff.verify.CONTROL_RULES, the same variants of the continuous block rule.
 BLOCK_UNWEIGHTED_RESIDUAL = "unweighted-residual"  # residual max(P - Q, 0), not max(w_tau P - Q, 0)
 BLOCK_LAGGED_WEIGHT = "lagged-weight"  # h_i computed with w_{i-1} instead of w_i
@@ -264,7 +264,7 @@ def stop_probabilities(
     """Block stop probabilities ``[h_1, ..., h_L]`` for the given weights (index ``i`` uses ``weights[i]``).
 
     ``h_i = R_i / (R_i + 1 - w_i)`` for ``i < L`` with ``R_i = sum_x max(w_i P_{i+1}(x) - Q_{i+1}(x), 0)``
-    (1 when the denominator is 0), and ``h_L = w_L`` (DESIGN.md §4). Passing lagged weights gives control (b).
+    (1 when the denominator is 0), and ``h_L = w_L`` (docs/design.md §3.3). Lagged weights give control (b).
     """
     length = len(path)
     stops = []

@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from simulations.common import write_results
+from simulations.common import EXIT_BLOCKS, network_drafter, write_results
 from simulations.provenance import REPOSITORY_ROOT, git_commit
 from specdiff.diagnostics import calibrate_run
-from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter, Model, ModelDrafter
+from specdiff.drafters import Drafter, FreeDrafter, Model, ModelDrafter
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DIT_PRESETS, DiT, load_pretrained
 from specdiff.placement import DeviceModel
@@ -122,7 +122,6 @@ DEFAULT_OUTPUT = {
     "cpu": REPOSITORY_ROOT / "results" / "bench_cpu.json",
     "smoke": REPOSITORY_ROOT / "results" / "smoke" / "bench.json",
 }
-EXIT_BLOCKS = 2  # early exit after 2 of the digits DiT's 4 blocks
 
 
 def cost_curve(
@@ -144,17 +143,6 @@ def cost_curve(
             seconds.append(median_seconds(call, device, repeats))
     return seconds
 
-
-def _drafter(name: str) -> Drafter:
-    if name == "frozen":
-        return FrozenDrafter()
-    if name == "free-reuse":
-        return FreeDrafter()
-    if name == "free-exit":
-        return FreeDrafter(exit_blocks=EXIT_BLOCKS)
-    if name == "extrapolating":
-        return ExtrapolatingDrafter()
-    raise ValueError(name)
 
 
 def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[[int], float]:
@@ -327,7 +315,7 @@ class _Case:
             )
         else:
             policy = FixedWindow(int(window))
-        result, wall = self._sample(_drafter(drafter), policy, rule)
+        result, wall = self._sample(network_drafter(drafter), policy, rule)
         summary = calibrate_run(result, rule) if result.accepted else None
         return {
             "steps": steps,

@@ -1,6 +1,6 @@
 """Calibration of the real sampler against the theory: measured acceptance vs ``acceptance_probability(delta)``.
 
-The checks are exact, not approximate (DESIGN.md §8):
+The checks are exact, not approximate (docs/design.md §5):
 
 - **token rule**: given everything up to the draft of step i, step i is accepted with probability
   ``alpha(delta_i) = 2 Phi(-delta_i / 2)``, and ``delta_i`` is logged before the decision. So

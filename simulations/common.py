@@ -24,6 +24,10 @@ from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, Kerne
 from specdiff.models.gmm import GaussianMixture, perturbed
 
 DRAFTER_NAMES = ("frozen", "free-reuse", "extrapolating", "model")
+#: Drafters of a network target (the DiT): no independent draft model.
+NETWORK_DRAFTER_NAMES = ("frozen", "free-reuse", "free-exit", "extrapolating")
+#: The early-exit Free Drafter's blocks: the first 2 of the digits DiT's 4 blocks and its final layer.
+EXIT_BLOCKS = 2
 KERNEL_NAMES = ("ddpm", "ddim", "euler-ancestral")
 #: Cost of the independent draft model per drafted step, in target calls (a model ~10x cheaper than the target).
 MODEL_DRAFT_COST = 0.1
@@ -82,6 +86,19 @@ def make_drafter(name: str, problem: Problem, kernel: Kernel) -> Drafter:
     if name == "model":
         return ModelDrafter(problem.draft_data.as_model(kernel), draft_cost_per_step=MODEL_DRAFT_COST)
     raise ValueError(f"unknown drafter {name!r}; choose from {DRAFTER_NAMES}")
+
+
+def network_drafter(name: str, exit_blocks: int = EXIT_BLOCKS) -> Drafter:
+    """A fresh drafter of a network target by name (one of ``NETWORK_DRAFTER_NAMES``)."""
+    if name == "frozen":
+        return FrozenDrafter()
+    if name == "free-reuse":
+        return FreeDrafter()
+    if name == "free-exit":
+        return FreeDrafter(exit_blocks=exit_blocks)
+    if name == "extrapolating":
+        return ExtrapolatingDrafter()
+    raise ValueError(f"unknown drafter {name!r}; choose from {NETWORK_DRAFTER_NAMES}")
 
 
 def initial_noise(kernel: Kernel, batch: int, dimension: int, seed: int) -> torch.Tensor:

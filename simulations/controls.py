@@ -1,7 +1,7 @@
 """Negative controls: deliberately wrong variants of the verification rules that exactness checks must reject.
 
-Each control is a named variant of the block rule in :data:`specdiff.verify.CONTROL_RULES` (DESIGN §8), passed to
-the sampler in place of the exact rule:
+Each control is a named variant of the block rule in :data:`specdiff.verify.CONTROL_RULES` (docs/design.md §5),
+passed to the sampler in place of the exact rule:
 
 - ``unweighted-residual``: the residual ``max(P - Q, 0)`` instead of ``max(w_tau P - Q, 0)``;
 - ``reflection-in-block``: the token rule's reflection residual used by the block rule;

@@ -1,9 +1,9 @@
 """Cost per draw of the exact weighted residual samplers: inverse CDF (the default) vs rejection (comparison).
 
-Both samplers draw from ``max(w N(mu, sigma^2 I) - N(nu, sigma^2 I), 0) / R(w, delta)`` (DESIGN.md §4). For each
-standardized gap ``delta`` and weight ``w`` this script times one batched call of each sampler on CPU with one torch
-thread (median over repeats, ``time.perf_counter``) and reports microseconds per draw; for the rejection sampler it
-also reports the measured mean number of proposals per draw and the theoretical per-proposal acceptance rate
+Both samplers draw from ``max(w N(mu, sigma^2 I) - N(nu, sigma^2 I), 0) / R(w, delta)`` (docs/design.md §3.4).
+For each standardized gap ``delta`` and weight ``w`` this script times one batched call of each sampler on CPU with one
+torch thread (median over repeats, ``time.perf_counter``) and reports microseconds per draw; for the rejection sampler
+it also reports the measured mean number of proposals per draw and the theoretical per-proposal acceptance rate
 ``R / (w Phi(delta - s*))``.
 
 The uniforms and the Gaussian noise of the inverse-CDF sampler are drawn before the clock starts (they are its

@@ -14,8 +14,8 @@ verification stay on the host, for both samplers, which the H100 benchmark found
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -125,7 +125,8 @@ def run_demo(
     device : str, optional
         Default: "cuda" when available, else "cpu".
     output_dir : Path, optional
-        Where ``demo.json`` and ``demo_digits.png`` are written (nothing written when None).
+        Where ``demo_digits.png`` is written (nothing written when None; ``specdiff demo`` writes the returned
+        measurements beside it as ``demo.json``, with their provenance).
     progress : bool
         Show progress bars (target calls).
 
@@ -199,20 +200,33 @@ def run_demo(
     )
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "demo.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
-        write_grids(plain.samples, speculative.samples, samples_per_class, output_dir / "demo_digits.png")
+        write_grids(
+            [("plain DDPM", plain.samples), ("speculative (block)", speculative.samples)],
+            samples_per_class,
+            output_dir / "demo_digits.png",
+        )
     return result
 
 
-def write_grids(plain: torch.Tensor, speculative: torch.Tensor, per_class: int, path: Path) -> None:
-    """Two grids (rows: samples of a class; columns: classes) side by side, as a PNG."""
+def write_grids(panels: Sequence[tuple[str, torch.Tensor]], per_class: int, path: Path) -> None:
+    """Grids of digits side by side, as a PNG (in each, rows: samples of a class; columns: the 10 classes).
+
+    Parameters
+    ----------
+    panels : sequence of (str, Tensor)
+        A title and the samples, shape (10 * per_class, 1, H, W), ordered class by class.
+    per_class : int
+        Samples of each class.
+    path : Path
+        The PNG file to write.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 0.55 * per_class + 0.8))
-    for axis, images, title in ((axes[0], plain, "plain DDPM"), (axes[1], speculative, "speculative (block)")):
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.55 * per_class + 0.8), squeeze=False)
+    for axis, (title, images) in zip(axes[0], panels, strict=True):
         grid = images.detach().float().cpu().clamp(-1, 1)[:, 0]  # (B, H, W)
         size = grid.shape[-1]
         tiles = grid.reshape(10, per_class, size, size).permute(1, 2, 0, 3).reshape(per_class * size, 10 * size)

@@ -1,4 +1,4 @@
-"""Calibration of a speculative run against the theory, from its logs (DESIGN.md §8).
+"""Calibration of a speculative run against the theory, from its logs (docs/design.md §5).
 
 - token rule: given everything up to the draft of step i, step i is accepted with probability
   ``alpha(delta_i) = 2 Phi(-delta_i / 2)``, so ``S = sum (1{accepted_i} - alpha(delta_i))`` over the verified steps

@@ -1,4 +1,4 @@
-"""Drafters: where the draft means of a speculative window come from (DESIGN.md §5).
+"""Drafters: where the draft means of a speculative window come from (docs/design.md §3.6–3.7).
 
 A drafter proposes the mean ``nu_n(x)`` of each drafted step. Exactness never depends on the drafter: verification
 corrects any draft that is a function of the past (the committed trajectory and the drafted states so far). Only

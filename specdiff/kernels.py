@@ -1,6 +1,6 @@
 """Gaussian transitions of diffusion samplers: from a model prediction to ``(mean, sigma)`` of each step.
 
-A sampler is a Markov chain run over step indices ``n = 0..N-1`` in sampling order (DESIGN.md §2, §6). Every kernel
+A sampler is a Markov chain run over step indices ``n = 0..N-1`` in sampling order (docs/design.md §2, §6). Every kernel
 here turns the model prediction at step ``n`` into the Gaussian transition ``N(mean, sigma^2 I)`` of that step, with
 one shared signature::
 

@@ -8,8 +8,8 @@ the windows costs a GPU sampling round no synchronization.
 - :class:`FixedWindow`: always the same window.
 - :class:`PlainSteps`: always window 0, plain steps through the speculative sampler (what a fallen-back adaptive
   policy costs; bitwise the same samples as plain sampling).
-- :class:`AdaptiveWindow`: the Free Drafter's heuristic scheduling (DESIGN §5). It keeps, per sample and per window
-  position, an exponentially weighted average of the gaps ``delta`` observed so far, and picks the window that
+- :class:`AdaptiveWindow`: the Free Drafter's heuristic scheduling (docs/design.md §3.7). It keeps, per sample and per
+  window position, an exponentially weighted average of the gaps ``delta`` observed so far, and picks the window that
   maximizes the predicted speedup of :func:`theory.cost.token_window_speedups` under the given cost model. Window 0
   means a plain step: the policy falls back to plain sampling when speculation does not pay. During plain steps a
   free drafter is probed at no cost (its draft at the root is compared with the target mean the plain step computes
@@ -216,7 +216,7 @@ class AdaptiveWindow(WindowPolicy):
         gaps = self.gaps[rows]
         seen = ~torch.isnan(gaps).all(dim=1)
         profiles = self._profiles(gaps)
-        # Token steps per round of every window 0..W: 1 + sum_{i <= L} prod_{j <= i} alpha(delta_j)   (DESIGN §3)
+        # Token steps per round of every window 0..W: 1 + sum_{i <= L} prod_{j <= i} alpha(delta_j)   (docs/theory.md)
         accept = 2.0 * torch.special.ndtr(-0.5 * profiles)
         survival = accept.cumprod(dim=1)
         steps = 1.0 + torch.cat([torch.zeros_like(survival[:, :1]), survival.cumsum(dim=1)], dim=1)

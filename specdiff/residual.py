@@ -1,7 +1,7 @@
 """Exact residual draws for Gaussian transitions in any dimension, at zero network cost.
 
 A rejected speculative step must be redrawn from the (weighted) residual ``max(w target - draft, 0) / R``
-with ``target = N(mu, sigma^2 I)`` and ``draft = N(nu, sigma^2 I)``. In the rank-1 frame (DESIGN.md §2)
+with ``target = N(mu, sigma^2 I)`` and ``draft = N(nu, sigma^2 I)``. In the rank-1 frame (docs/design.md §2)
 ``x = nu + sigma (s e + z_perp)`` the residual only changes the law of the scalar ``s``; ``z_perp`` stays standard
 normal on the orthogonal complement of ``e``. So a residual draw is one scalar from a 1-D law plus fresh noise:
 

@@ -1,6 +1,6 @@
 """Statistical tests for checking a sampler's law: projected Kolmogorov-Smirnov, MMD and energy tests.
 
-A public module (DESIGN.md §8): users call it to test their own samplers against a known law or against another
+A public module (docs/design.md §5): users call it to test their own samplers against a known law or against another
 sampler. Inputs are torch tensors of shape (n, *event) on any device; the event is flattened to ``d`` coordinates
 and all arithmetic is in float64. Kolmogorov-Smirnov p-values are computed by scipy on the CPU; the kernel and
 energy tests run with torch on the device of their inputs.

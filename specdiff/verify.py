@@ -103,7 +103,7 @@ NAMED_RULES: dict[str, VerificationRule] = {
     "block": BlockRule(),
 }
 
-#: The negative controls (DESIGN §8): wrong variants of the block rule that exactness checks must reject.
+#: The negative controls (docs/design.md §5): wrong variants of the block rule that exactness checks must reject.
 CONTROL_RULES: dict[str, BlockRule] = {
     "unweighted-residual": BlockRule("unweighted-residual", residual="unweighted"),
     "reflection-in-block": BlockRule("reflection-in-block", residual="reflection"),
@@ -236,7 +236,8 @@ def _block_log_weights(log_ratios: torch.Tensor) -> torch.Tensor:
 
 def _block_log_stop_probs(log_weights: torch.Tensor, deltas: torch.Tensor, window: Window) -> torch.Tensor:
     """``log h_i``: ``h_i = R(w_i, delta_{i+1}) / (R(w_i, delta_{i+1}) + 1 - w_i)`` for i < L_r (1 where the
-    denominator is 0) and ``h_{L_r} = w_{L_r}`` (DESIGN §4). Positions beyond the row's window are not masked here."""
+    denominator is 0) and ``h_{L_r} = w_{L_r}`` (docs/design.md §3.3). Positions beyond the row's window are not masked
+    here."""
     next_deltas = torch.cat([deltas[:, 1:], torch.zeros_like(deltas[:, :1])], dim=1).nan_to_num(0.0)
     log_mass = log_residual_mass(log_weights, next_deltas)
     log_complement = torch.log(-torch.expm1(log_weights))  # log(1 - w), -inf at w = 1
@@ -496,7 +497,7 @@ def block_verify(
     lengths: torch.Tensor | None = None,
     variant: BlockRule | None = None,
 ) -> VerificationResult:
-    """Block (chunk) verification of Sun et al. adapted to Gaussian transitions (DESIGN §4).
+    """Block (chunk) verification of Sun et al. adapted to Gaussian transitions (docs/design.md §3.3).
 
     ``w_0 = 1, w_i = min(1, w_{i-1} r_i)``; ``tau = max{i : eta_i < h_i}`` (0 if none: the last success, not the
     first failure); keep ``X_1..X_tau``; the next state is the bonus step if ``tau == L``, else a fresh draw from

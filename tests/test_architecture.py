@@ -1,4 +1,5 @@
-"""Layering (DESIGN.md §7): theory <- specdiff <- simulations; proofs uses theory only; theory never imports torch."""
+"""Layering (docs/design.md §1): theory <- specdiff <- simulations; proofs uses theory only; theory never imports
+torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wall-clock model of speculative sampling and the window that maximizes the predicted speedup (DESIGN.md §3).
+"""Wall-clock model of speculative sampling and the window that maximizes the predicted speedup (docs/theory.md).
 
 A round of window ``L`` drafts ``L`` steps and checks them with one batched target call on ``L + 1`` states (the
 drafted states plus the root, whose prediction gives the bonus step). It commits ``1 + E[tau]`` steps and costs
@@ -145,7 +145,7 @@ def expected_steps_per_round(deltas: npt.ArrayLike, rule: str) -> float:
 def round_cost(
     window: int, batch_cost: BatchCost, draft_cost_per_step: float, *, draft_cost_per_round: float = 0.0
 ) -> float:
-    """Cost of a round in target-call units (DESIGN §3).
+    """Cost of a round in target-call units (docs/theory.md).
 
     ``draft_cost_per_round + draft_cost_per_step * L + c_target(L + 1)``; the per-round term is, for example, the
     root call of the frozen-target draft. A plain step (``L = 0``) costs ``c_target(1)`` and no draft.
@@ -251,7 +251,7 @@ def token_window_speedups(
     """Predicted token-rule speedups of every window ``0..W`` for many gap profiles at once.
 
     With per-step acceptance ``alpha_j = alpha(delta_j)`` the token rule commits
-    ``sum_{i=0}^{L} prod_{j<=i} alpha_j`` steps per round (DESIGN §3); the block rule commits at least as many
+    ``sum_{i=0}^{L} prod_{j<=i} alpha_j`` steps per round (docs/theory.md); the block rule commits at least as many
     (``E tau_block >= E tau_token``), so this is a conservative estimate for it. Cheap enough for a per-round,
     per-sample window choice.
 

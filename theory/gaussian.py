@@ -2,7 +2,7 @@
 
 Along the rank-1 direction ``e = (mu - nu) / |mu - nu|`` a point is ``x = nu + sigma (s e + z_perp)``: under the
 draft ``s ~ N(0, 1)``, under the target ``s ~ N(delta, 1)`` and ``z_perp`` has the same law under both
-(DESIGN.md §2). Every quantity here is therefore a function of the standardized gap ``delta`` alone, in any
+(docs/design.md §2). Every quantity here is therefore a function of the standardized gap ``delta`` alone, in any
 dimension.
 
 Numerics. The weighted residual mass ``R(w, delta) = w Phi(u) - Phi(u - delta)`` cancels catastrophically in the
@@ -290,7 +290,7 @@ def residual_log_survival(x: ArrayLike, weight: ArrayLike, delta: ArrayLike) -> 
 
 
 def residual_quantile(u: ArrayLike, weight: ArrayLike, delta: ArrayLike) -> FloatArray:
-    """Inverse CDF of the residual ``∝ max(w phi(s - delta) - phi(s), 0)`` along e (DESIGN.md §4).
+    """Inverse CDF of the residual ``∝ max(w phi(s - delta) - phi(s), 0)`` along e (docs/design.md §3.2–3.4).
 
     Solves ``log S(x) = log(1 - u)`` on the closed-form survival function by a vectorized Newton iteration that
     starts to the right of the root: ``log S`` is concave (the residual density is log-concave, a product of

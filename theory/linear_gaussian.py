@@ -1,4 +1,4 @@
-"""Exact marginals of a discretized reverse chain with affine means (linear-Gaussian data, DESIGN.md §8).
+"""Exact marginals of a discretized reverse chain with affine means (linear-Gaussian data, docs/design.md §5).
 
 The chain ``x_{k+1} = A_k x_k + b_k + sigma_k xi_k`` (``xi_k ~ N(0, I_d)``, ``k = 0..N-1``) started at
 ``x_0 ~ N(m_0, S_0)`` stays Gaussian: ``m_{k+1} = A_k m_k + b_k`` and ``S_{k+1} = A_k S_k A_k^T + sigma_k^2 I``.

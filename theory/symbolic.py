@@ -1,6 +1,6 @@
-"""Symbolic (sympy) derivations of the Gaussian closed forms of DESIGN.md §3.
+"""Symbolic (sympy) derivations of the Gaussian closed forms of docs/theory.md.
 
-Along the rank-1 direction ``e`` the draft is ``s ~ N(0, 1)`` and the target is ``s ~ N(delta, 1)`` (DESIGN.md
+Along the rank-1 direction ``e`` the draft is ``s ~ N(0, 1)`` and the target is ``s ~ N(delta, 1)`` (docs/theory.md
 §2). Every expression below is *derived* by integrating these two densities with sympy, and
 :func:`verify_closed_forms` checks that each derivation equals the closed form the numerical code implements
 (``theory.gaussian``): first by symbolic simplification, and where that is inconclusive at exact rational
@@ -89,7 +89,7 @@ def target_density() -> sympy.Expr:
 
 
 def log_likelihood_ratio_expression() -> sympy.Expr:
-    """Derive ``log(target / draft)(s)``; it simplifies to ``delta s - delta^2 / 2`` (DESIGN.md §2).
+    """Derive ``log(target / draft)(s)``; it simplifies to ``delta s - delta^2 / 2`` (docs/design.md §2).
 
     Returns
     -------
@@ -150,7 +150,7 @@ def residual_mass_expression() -> sympy.Expr:
 
 
 def acceptance_probability_closed_form() -> sympy.Expr:
-    """Stated closed form ``alpha(delta) = 2 Phi(-delta / 2)`` (DESIGN.md §3)."""
+    """Stated closed form ``alpha(delta) = 2 Phi(-delta / 2)`` (docs/theory.md)."""
     return 2 * standard_normal_cdf(-DELTA / 2)
 
 
@@ -198,7 +198,7 @@ def compare_expressions(name: str, derived: sympy.Expr, closed_form: sympy.Expr)
 
 
 def verify_closed_forms() -> list[SymbolicCheck]:
-    """Derive every closed form of DESIGN.md §2-3 by integration and compare it with the stated formula.
+    """Derive every closed form of docs/theory.md by integration and compare it with the stated formula.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Acceptance profiles of token and block verification for a window of drafted Gaussian steps.
 
-For a window of ``L`` drafted steps with known standardized mean gaps ``delta_1 .. delta_L`` (DESIGN.md §3):
+For a window of ``L`` drafted steps with known standardized mean gaps ``delta_1 .. delta_L`` (docs/theory.md):
 
 - token verification accepts a prefix of length ``>= i`` with probability ``prod_{k <= i} alpha(delta_k)``;
 - block verification accepts it with probability ``E[w_i]``, where under the draft
@@ -114,7 +114,7 @@ def constant_gap_block_profile(delta: float, window: int) -> FloatArray:
     _check_deltas([delta])
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    # alpha(sqrt(k) delta) = E_target[exp(-S_k^+)], k = 1..L (DESIGN §3 block rule, Spitzer's identity).
+    # alpha(sqrt(k) delta) = E_target[exp(-S_k^+)], k = 1..L (docs/theory.md block rule, Spitzer's identity).
     alphas = acceptance_probability(np.sqrt(np.arange(1, window + 1)) * delta)
     profile = np.ones(window + 1)
     for n in range(1, window + 1):
@@ -264,7 +264,7 @@ def acceptance_profile(deltas: npt.ArrayLike, rule: Rule | str) -> FloatArray:
     deltas : array_like, shape (L,)
         Standardized mean gaps ``delta_1 .. delta_L`` of the drafted steps (each >= 0 and finite).
     rule : {"token", "block"}
-        Verification rule (DESIGN.md §4).
+        Verification rule (docs/design.md §3.2–3.4).
 
     Returns
     -------

@@ -15,7 +15,7 @@ Architecture (eps-prediction only, no learned sigma):
   values per token, unpatchified to (B, C, H, W). The network outputs exactly zero at initialization.
 
 :meth:`DiT.forward_first_k` runs only the first ``k`` blocks and then the final layer (the *early-exit* draft of
-DESIGN.md §5); with ``k == depth`` it is :meth:`DiT.forward`.
+docs/design.md §3.6–3.7); with ``k == depth`` it is :meth:`DiT.forward`.
 
 Weights ship as safetensors plus a JSON config (:func:`load_pretrained`); :func:`digits_dataset` gives the 8x8
 digits of scikit-learn (no download) with a fixed train / held-out split.

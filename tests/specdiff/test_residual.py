@@ -1,11 +1,11 @@
 """Tests of ``specdiff.residual``: exact weighted residual draws, the rejection comparison method, the rank-1 frame.
 
 The statistical tests check the law of a residual draw ``x`` from ``max(w N(mu, sigma^2 I) - N(nu, sigma^2 I), 0) / R``
-through the rank-1 reduction (DESIGN.md §2): the scalar ``s = <x - nu, e> / sigma`` must follow the 1-D residual
+through the rank-1 reduction (docs/design.md §2): the scalar ``s = <x - nu, e> / sigma`` must follow the 1-D residual
 law with survival function ``exp(theory.gaussian.residual_log_survival(s, w, delta))``, and the orthogonal part
 ``(x - nu) / sigma - s e`` must be standard normal on the complement of ``e``. Each statistical test fixes its seed,
 keeps the false-positive rate ``ALPHA`` of tests/statistics.py (Bonferroni inside the test), states its power, and
-comes with a negative control that the same test rejects (DESIGN.md §8).
+comes with a negative control that the same test rejects (docs/design.md §5).
 
 The CDF used as the KS reference is itself checked against an independent high-precision evaluation (mpmath) of
 the closed form ``(w Phi-bar(x - delta) - Phi-bar(x)) / (w Phi-bar(s* - delta) - Phi-bar(s*))``, so the inverse-CDF

@@ -1,4 +1,4 @@
-"""Tests of ``specdiff.stats``: the public tests users run on their own samplers (DESIGN.md §8).
+"""Tests of ``specdiff.stats``: the public tests users run on their own samplers (docs/design.md §5).
 
 Size: under the null (both arms from ``N(0, I_8)``, each arm with its own random stream, the permutations and
 directions with a third) the rejection rate at the level ``LEVEL = 0.1`` over ``REPLICATIONS`` seeds must match the

@@ -306,7 +306,7 @@ def test_token_profile_is_not_the_block_profile() -> None:
 
 def test_martingale_calibration_of_token_acceptance() -> None:
     # Given the history, step i is accepted with probability alpha(delta_i) when steps 1..i-1 were accepted
-    # (DESIGN.md §8): sum(indicator - prediction) over verified steps has mean 0 and a known variance.
+    # (docs/design.md §5): sum(indicator - prediction) over verified steps has mean 0 and a known variance.
     generator = torch.Generator().manual_seed(ACCEPTANCE_SEED + 1)
     window = _synthetic(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
     accepted = _verified(window, "token-residual").accepted

@@ -20,7 +20,7 @@ from theory.cost import (
 from theory.gaussian import acceptance_probability
 
 FLAT = np.ones(33)
-# DiT-XL/2-like curve (DESIGN §3): 1.0 up to B = 8, then rising to 1.4 at 16.
+# DiT-XL/2-like curve (docs/theory.md): 1.0 up to B = 8, then rising to 1.4 at 16.
 DIT_LIKE = np.r_[np.ones(8), np.linspace(1.05, 1.4, 8)]
 
 

@@ -120,7 +120,7 @@ def test_expected_accepted_length_is_the_sum() -> None:
 
 
 def _simulate_block_weights(deltas: np.ndarray, draws: int, seed: int) -> np.ndarray:
-    """w_i for i = 1..L on `draws` independent windows (DESIGN §3: reflected walk under the draft)."""
+    """w_i for i = 1..L on `draws` independent windows (docs/theory.md: reflected walk under the draft)."""
     rng = np.random.default_rng(seed)
     log_ratio = deltas * rng.standard_normal((draws, deltas.size)) - 0.5 * deltas**2
     log_weight = np.zeros(draws)
