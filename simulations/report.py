@@ -1,8 +1,9 @@
-"""The README's result tables, generated from the committed JSON results (never typed by hand).
+"""The results page and the README's headline table, generated from the committed JSON results (never by hand).
 
-Each table sits in the README between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``. Run
-``python -m simulations.report`` to rewrite them from ``results/``, or ``--check`` to verify that the README matches
-the results (the test suite does).
+``python -m simulations.report`` writes the whole of ``docs/results.md`` (every table, with its provenance, and a
+flag on any result whose commit is older than the last change to the code it measures) and the README's headline
+table between ``<!-- report:headline -->`` and ``<!-- /report:headline -->``; ``--check`` exits 1 when either is
+out of date (the test suite runs it). Staleness is read from this clone's git history.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from simulations.provenance import REPOSITORY_ROOT
 
 README = REPOSITORY_ROOT / "README.md"
 RESULTS = REPOSITORY_ROOT / "results"
+RESULTS_PAGE = REPOSITORY_ROOT / "docs" / "results.md"
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -445,9 +449,6 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
 
 
 def dit_table(results: Path) -> str:
-    demo = _load(results / "demo", "demo.json")
-    gpu_runs = {name: run for name in GPU_BENCHES if (run := _load(results / "gpu", name)) is not None}
-    bench = _load(results, "bench_cpu.json")
     parts = []
     quality = _load(results, "dit_quality.json")
     if quality is not None:
@@ -460,56 +461,414 @@ def dit_table(results: Path) -> str:
             f"to the nearest training image {metrics['nearest_train_distance_samples_mean']:.2f} for samples vs "
             f"{metrics['nearest_train_distance_heldout_real_mean']:.2f} for held-out real digits (no copies)."
         )
+    demo = _load(results / "demo", "demo.json")
     if demo is not None:
         parts.append(
-            f"`specdiff demo` ({demo['device']}, N = {demo['steps']}, batch {demo['batch']}): "
-            f"{demo['plain_target_calls']} → {demo['speculative_target_calls']} sequential target calls "
-            f"({demo['call_ratio']:.2f}x), wall {demo['plain_wall_seconds']:.2f} s → "
+            f"`specdiff demo --output-dir results/demo` ({demo['device']}, N = {demo['steps']}, batch "
+            f"{demo['batch']}): {demo['plain_target_calls']} → {demo['speculative_target_calls']} sequential target "
+            f"calls ({demo['call_ratio']:.2f}x), wall {demo['plain_wall_seconds']:.2f} s → "
             f"{demo['speculative_wall_seconds']:.2f} s ({demo['wall_speedup']:.2f}x); steps per round measured "
             f"{demo['measured_steps_per_round']:.2f}, predicted {demo['predicted_steps_per_round']:.2f} "
             f"(z = {demo['calibration_z']:+.2f}). On this device a call on {demo['max_window'] + 1} states per sample "
             f"costs {demo['batch_cost_ratio']:.1f}x a call on one."
         )
-    if gpu_runs:
-        parts.append(_gpu_bench_text(results, gpu_runs))
-    elif bench is not None:
-        parts.append(_bench_text(bench))
-    return "\n\n".join(parts) if parts else "_Run `specdiff demo` and `python -m simulations.bench_gpu`._"
+    for folder, where in ((results, "the CPU"), (results / "gpu", "the GPU")):
+        exactness = _load(folder, "dit_exactness.json")
+        if exactness is None:
+            continue
+        rows = [
+            [
+                record["rule"],
+                record["drafter"],
+                record["control"] or "-",
+                f"{record['p_value']:.3g}",
+                "rejected" if record["rejected"] else "kept",
+                "as expected" if record["rejected"] == record["expected_rejection"] else "**not as expected**",
+                f"{record['plain_target_calls']} → {record['target_calls']}",
+            ]
+            for record in exactness["records"]
+        ]
+        sizes = exactness["sizes"]
+        header = ["rule", "drafter", "control", "p (Bonferroni over classes)", "verdict", "", "target calls"]
+        parts.append(
+            f"Exactness on {where}: {_provenance(exactness, 'python -m simulations.dit_exactness')}; speculative "
+            f"against plain samples of every class (MMD and projected KS), judged at {exactness['level']:g}; "
+            f"sizes {json.dumps(sizes)}:\n\n{_table(header, rows)}"
+        )
+    return "\n\n".join(parts) if parts else "_Run `specdiff demo` and `python -m simulations.dit_quality`._"
 
 
-SECTIONS: dict[str, Callable[[Path], str]] = {
-    "exactness": exactness_table,
-    "calibration": calibration_table,
-    "speedup": speedup_table,
-    "overhead": overhead_table,
-    "round_cost": round_cost_table,
-    "dit": dit_table,
-}
+def gpu_table(results: Path) -> str:
+    runs = {name: run for name in GPU_BENCHES if (run := _load(results / "gpu", name)) is not None}
+    if runs:
+        return _gpu_bench_text(results, runs)
+    bench = _load(results, "bench_cpu.json")
+    return _bench_text(bench) if bench is not None else "_Run `python -m simulations.bench_gpu`._"
+
+
+def residual_cost_table(results: Path) -> str:
+    payload = _load(results, "residual_cost.json")
+    if payload is None:
+        return "_Run `python -m simulations.residual_cost`._"
+    index = {(r["delta"], r["weight"], r["method"]): r for r in payload["records"]}
+    rows = []
+    for delta, weight, method in index:
+        if method != "inverse_cdf" or (delta, weight, "rejection") not in index:
+            continue
+        inverse, rejection = index[(delta, weight, "inverse_cdf")], index[(delta, weight, "rejection")]
+        rows.append(
+            [
+                f"{delta:g}",
+                f"{weight:g}",
+                f"{inverse['microseconds_per_draw']:.1f}",
+                f"{rejection['microseconds_per_draw']:.1f}",
+                f"{rejection['mean_proposals_per_draw']:.1f}",
+            ]
+        )
+    header = ["δ", "w", "inverse CDF µs / draw", "rejection µs / draw", "rejection proposals / draw"]
+    return (
+        f"`python -m simulations.residual_cost` (commit `{payload['commit'][:10]}`, d = "
+        f"{payload['records'][0]['dimension']}, {payload['records'][0]['draws']} draws, CPU, one thread, median of "
+        f"{payload['records'][0]['repeats']}):\n\n{_table(header, rows)}"
+    )
+
+
+def theory_accuracy_table(results: Path) -> str:
+    payload = _load(results, "theory_accuracy.json")
+    if payload is None:
+        return "_Run `python -m simulations.theory_accuracy`._"
+    rows = [
+        [
+            "`log_residual_mass`: worst relative error against mpmath",
+            f"{payload['log_residual_mass_worst_relative_error']:.1e}",
+        ],
+        [
+            "block `E[w_i]`, constant gap: against the exact recursion",
+            f"{payload['constant_gap_vs_exact_recursion']:.1e}",
+        ],
+        ["block `E[w_i]`, mixed gaps: against a 4x finer grid", f"{payload['mixed_gaps_vs_4x_finer_grid']:.1e}"],
+        ["seconds for 32 mixed steps", f"{payload['seconds_for_32_mixed_steps']:.3f}"],
+    ]
+    return f"{_provenance(payload, 'python -m simulations.theory_accuracy')}:\n\n{_table(['check', 'value'], rows)}"
+
+
+def corrections_text(results: Path) -> str:
+    corrections = (_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {})
+    if not corrections:
+        return "None."
+    return "\n".join(
+        f"- `results/gpu/{name}`: recorded commit `{fix['recorded_commit'][:10]}`, measured tree `"
+        f"{fix['tree_commit'][:10]}` ({fix.get('reason', 'see results/gpu/provenance_corrections.json')})."
+        for name, fix in corrections.items()
+    )
+
+
+# The code each result measures: a result whose commit is older than the last change to these paths is flagged.
+SAMPLER_CODE = (
+    "specdiff/sampler.py",
+    "specdiff/verify.py",
+    "specdiff/residual.py",
+    "specdiff/residual_law.py",
+    "specdiff/randomness.py",
+    "specdiff/chain.py",
+    "specdiff/drafters.py",
+    "specdiff/policies.py",
+    "specdiff/kernels.py",
+)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of ``docs/results.md``: its table, the result files it reads and the code they measure."""
+
+    name: str
+    title: str
+    intro: str
+    table: Callable[[Path], str]
+    sources: tuple[str, ...]  # result files, relative to the results folder
+    code: tuple[str, ...]  # repository paths the results measure
+
+
+SECTIONS = (
+    Section(
+        "exactness",
+        "Exactness",
+        "Every rule × drafter × kernel × dimension against the exact law of the chain (one-Gaussian data: closed "
+        "form) and, for mixture data, against plain sampling; the negative controls are deliberately wrong rules "
+        "that the same test must reject. Each check is judged at level 1e-3.",
+        exactness_table,
+        ("exactness.json",),
+        (*SAMPLER_CODE, "specdiff/models/gmm.py", "specdiff/stats.py", "simulations/exactness.py"),
+    ),
+    Section(
+        "calibration",
+        "Calibration against the theory",
+        "The real sampler's acceptance against `α(δ)` for the logged gaps (token rule) and its accepted lengths "
+        "against the block weights `Σ w_i` (block rule), as martingale z-scores (`specdiff.diagnostics`), on "
+        "mixture data.",
+        calibration_table,
+        ("calibration.json",),
+        (*SAMPLER_CODE, "specdiff/diagnostics.py", "specdiff/models/gmm.py", "simulations/calibration.py"),
+    ),
+    Section(
+        "speedup",
+        "Speedup in target calls",
+        "Steps per sequential target call on mixture data, every drafter, fixed and adaptive windows, token and "
+        "block rules, against the theory's prediction.",
+        speedup_table,
+        ("speedup.json",),
+        (*SAMPLER_CODE, "specdiff/models/gmm.py", "theory/cost.py", "theory/verification.py", "simulations/speedup.py"),
+    ),
+    Section(
+        "dit",
+        "The digits DiT",
+        "The shipped class-conditional DiT (1.27M parameters, trained on scikit-learn's 8x8 digits by "
+        "`python -m simulations.train_dit`): its quality, the demo, and exactness with a real network.",
+        dit_table,
+        ("dit_quality.json", "demo/demo.json", "dit_exactness.json", "gpu/dit_exactness.json"),
+        (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/demo.py", "simulations/dit_exactness.py"),
+    ),
+    Section(
+        "gpu",
+        "Wall clock on a GPU",
+        "Plain against speculative sampling of the digits DiT, every drafter, token and block rules, with the "
+        "sampler's states on the GPU and on the host (`specdiff.placement.DeviceModel`); each speedup is plain over "
+        "speculative wall time measured in one process. On a CPU a call on m states costs about m calls on one, so "
+        "fewer calls buy little wall time; on a GPU a batch of L + 1 states costs about one call.",
+        gpu_table,
+        ("gpu/bench_gpu.json", "gpu/bench_gpu_host.json", "bench_cpu.json"),
+        (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/placement.py", "simulations/bench_gpu.py"),
+    ),
+    Section(
+        "overhead",
+        "The sampler's own overhead",
+        "Everything but the model calls, on the exact denoiser of a 64-d Gaussian mixture (a few microseconds per "
+        "state, about as much as drawing that state's noise); the per-state columns say what the share would be for "
+        "a costlier model.",
+        overhead_table,
+        ("overhead.json",),
+        (*SAMPLER_CODE, "simulations/overhead.py"),
+    ),
+    Section(
+        "round_cost",
+        "The sampler's round",
+        "Kernel-launching operations and host synchronizations per round counted on a CPU (`specdiff.opcount`), "
+        "and the sampler's own time per round, before and after the round was rebuilt as a fixed set of tensor "
+        "operations.",
+        round_cost_table,
+        ("round_cost.json", "randomness_cost.json"),
+        (*SAMPLER_CODE, "specdiff/opcount.py", "simulations/round_cost.py", "simulations/randomness_cost.py"),
+    ),
+    Section(
+        "residual_cost",
+        "Cost of a residual draw",
+        "The weighted residual sampler by inverse CDF (the default) against rejection sampling; neither calls the "
+        "network. Rejection collapses at small δ and w, which is why the inverse CDF is the default.",
+        residual_cost_table,
+        ("residual_cost.json",),
+        ("specdiff/residual.py", "specdiff/residual_law.py", "simulations/residual_cost.py"),
+    ),
+    Section(
+        "theory_accuracy",
+        "Accuracy of the theory's numerics",
+        "The closed forms and the numerical integration of the block rule, against independent references.",
+        theory_accuracy_table,
+        ("theory_accuracy.json",),
+        ("theory/gaussian.py", "theory/verification.py", "simulations/theory_accuracy.py"),
+    ),
+)
+
+
+def _git(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *arguments], cwd=REPOSITORY_ROOT, capture_output=True, text=True)
+
+
+def _recorded_commit(results: Path, source: str, payload: dict[str, Any]) -> str | None:
+    """The commit a result was measured at (a provenance correction wins over the recorded one)."""
+    corrections = (_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {})
+    name = Path(source).name
+    if source.startswith("gpu/") and name in corrections:
+        return str(corrections[name]["tree_commit"])
+    commit = payload.get("commit")
+    return str(commit) if commit else None
+
+
+def staleness(commit: str | None, code: Sequence[str]) -> str | None:
+    """Why a result measured at ``commit`` is stale for ``code``, or None when it is current.
+
+    Stale: no commit recorded, a commit this clone does not know, or a commit of ``code`` (or an uncommitted change
+    to it) that is not an ancestor of ``commit``.
+    """
+    if commit is None:
+        return "no commit recorded"
+    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        return f"commit `{commit[:10]}` is not in this repository's history"
+    # An uncommitted change reads the same as a later commit, so the page does not change when the change is committed.
+    changed = "the code it measures changed after this run"
+    if _git("status", "--porcelain", "--", *code).stdout.strip():
+        return changed
+    last = _git("log", "-1", "--format=%H", "--", *code).stdout.strip()
+    if last and _git("merge-base", "--is-ancestor", last, commit).returncode != 0:
+        return changed
+    return None
+
+
+def _flags(section: Section, results: Path) -> list[str]:
+    flags = []
+    for source in section.sources:
+        payload = _load(results, source)
+        if payload is None:
+            continue
+        reason = staleness(_recorded_commit(results, source, payload), section.code)
+        if reason is not None:
+            flags.append(f"> ⚠ **Stale:** `results/{source}`: {reason}.")
+    return flags
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor of a heading: lower case, spaces to hyphens, punctuation dropped."""
+    return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+
+
+def results_page(results: Path) -> str:
+    """The whole of ``docs/results.md``: every section's table, provenance and staleness flags."""
+    lines = [
+        "# Results",
+        "",
+        "<!-- Generated by `python -m simulations.report` from the JSON files under results/; do not edit. -->",
+        "",
+        "Every table below is generated from a committed JSON result by `python -m simulations.report`; each says",
+        "the command that produced it and the commit it ran at. A result is flagged **stale** when the code it",
+        "measures changed after its run (the numbers then describe the older code). Rerun the named command and",
+        "`python -m simulations.report` to refresh a table.",
+        "",
+        *[f"- [{section.title}](#{_anchor(section.title)})" for section in SECTIONS],
+        "- [Provenance corrections](#provenance-corrections)",
+        "",
+    ]
+    for section in SECTIONS:
+        lines += [f"## {section.title}", "", section.intro, ""]
+        flags = _flags(section, results)
+        if flags:
+            lines += [*flags, ""]
+        lines += [section.table(results), ""]
+    lines += ["## Provenance corrections", "", corrections_text(results), ""]
+    return "\n".join(lines)
+
+
+def headline_table(results: Path) -> str:
+    """The README's short table: exactness, calls saved, wall clock on a GPU, block over token."""
+    rows = []
+    exactness = _load(results, "exactness.json")
+    if exactness is not None:
+        records = exactness["records"]
+        controls = [r for r in records if r["family"] == "control"]
+        rows.append(
+            [
+                "exactness (Gaussian chains)",
+                f"{sum(r['passed'] for r in records)}/{len(records)} checks as expected at level "
+                f"{exactness['level']:g}; {sum(r['rejected'] for r in controls)}/{len(controls)} wrong rules rejected",
+                "exactness.json",
+            ]
+        )
+    dit = _load(results, "dit_exactness.json")
+    if dit is not None:
+        kept = [r for r in dit["records"] if not r["expected_rejection"]]
+        controls = [r for r in dit["records"] if r["expected_rejection"]]
+        rows.append(
+            [
+                "exactness (digits DiT)",
+                f"{sum(not r['rejected'] for r in kept)}/{len(kept)} speculative configurations kept; "
+                + ", ".join(f"{r['control']} rejected at p = {r['p_value']:.1g}" for r in controls if r["rejected"]),
+                "dit_exactness.json",
+            ]
+        )
+    demo = _load(results / "demo", "demo.json")
+    if demo is not None:
+        rows.append(
+            [
+                "sequential target calls (digits DiT)",
+                f"{demo['plain_target_calls']} → {demo['speculative_target_calls']} ({demo['call_ratio']:.2f}x fewer), "
+                f"N = {demo['steps']}, block rule, Free Drafter, adaptive window",
+                "demo/demo.json",
+            ]
+        )
+    host = _load(results / "gpu", "bench_gpu_host.json")
+    if host is not None:
+        best: dict[int, dict[str, Any]] = {}
+        for record in host["records"]:
+            if record["batch"] == 1 and record["drafter"] != "perfect" and "speedup" in record:
+                if record["steps"] not in best or record["speedup"] > best[record["steps"]]["speedup"]:
+                    best[record["steps"]] = record
+        device = host["records"][0]["device"] if host["records"] else "?"
+        rows.append(
+            [
+                f"wall clock on a GPU ({device}, batch 1)",
+                "best speedup "
+                + ", ".join(
+                    f"N = {steps}: {record['speedup']:.2f}x ({record['rule']}, {record['drafter']})"
+                    for steps, record in sorted(best.items())
+                ),
+                "gpu/bench_gpu_host.json",
+            ]
+        )
+    speedup = _load(results, "speedup.json")
+    if speedup is not None:
+        gains = speedup["summary"]["gains"]
+        below = [g for g in gains if g["measured_gain"] < 1 - 3 * g["stderr"]]
+        rows.append(
+            [
+                "block over token (steps per call, equal window)",
+                f"{min(g['measured_gain'] for g in gains):.3f}–{max(g['measured_gain'] for g in gains):.3f}x over "
+                f"{len(gains)} comparisons; {len(below)} below 1 by more than 3 standard errors",
+                "speedup.json",
+            ]
+        )
+    stale = {
+        source
+        for section in SECTIONS
+        for source in section.sources
+        if (payload := _load(results, source)) is not None
+        and staleness(_recorded_commit(results, source, payload), section.code) is not None
+    }
+    table = _table(
+        ["", "result", "source"],
+        [
+            [claim, value + (" ⚠ stale" if source in stale else ""), f"`results/{source}`"]
+            for claim, value, source in rows
+        ],
+    )
+    return table + "\n\nEvery result, its command and its provenance: [docs/results.md](docs/results.md)."
 
 
 def render(text: str, results: Path) -> str:
-    """``text`` with every report section replaced by its freshly generated table."""
-    for name, function in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- report:{name} -->\n)(?:.*?\n)?(<!-- /report:{name} -->)", re.DOTALL)
-        text = pattern.sub(lambda match, f=function: match.group(1) + f(results) + "\n" + match.group(2), text)  # type: ignore[misc]
-    return text
+    """``text`` with its headline section replaced by the freshly generated table."""
+    pattern = re.compile(r"(<!-- report:headline -->\n)(?:.*?\n)?(<!-- /report:headline -->)", re.DOTALL)
+    return pattern.sub(lambda match: match.group(1) + headline_table(results) + "\n" + match.group(2), text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README differs from the results")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README or the results page is stale")
     parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--page", type=Path, default=RESULTS_PAGE)
     parser.add_argument("--results", type=Path, default=RESULTS)
     arguments = parser.parse_args(argv)
-    current = arguments.readme.read_text()
-    fresh = render(current, arguments.results)
+    readme = arguments.readme.read_text()
+    outputs = {
+        arguments.readme: render(readme, arguments.results),
+        arguments.page: results_page(arguments.results),
+    }
     if arguments.check:
-        if fresh != current:
-            print("README tables are stale: run python -m simulations.report", file=sys.stderr)
+        stale = [str(path) for path, text in outputs.items() if not path.exists() or path.read_text() != text]
+        if stale:
+            print(f"stale: {', '.join(stale)}: run python -m simulations.report", file=sys.stderr)
             return 1
         return 0
-    arguments.readme.write_text(fresh)
-    print(f"updated {arguments.readme}")
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"updated {path}")
     return 0
 
 

@@ -204,8 +204,8 @@ def verify_closed_forms() -> list[SymbolicCheck]:
     -------
     list of SymbolicCheck
         One entry each for the log-likelihood ratio, the residual threshold ``s*``, the acceptance probability
-        (against ``2 Phi(-delta/2)`` and against ``erfc(delta / (2 sqrt 2))``), the residual mass, and the two
-        boundary cases ``R(1, delta) = 1 - alpha(delta)`` (= TV) and the acceptance as ``1 - R(1, delta)``.
+        (against ``2 Phi(-delta/2)`` and against ``erfc(delta / (2 sqrt 2))``), the residual mass, and the
+        boundary case ``R(1, delta) = 1 - alpha(delta)`` (= TV): six checks.
     """
     residual = residual_mass_expression()
     acceptance = acceptance_probability_expression()

@@ -100,6 +100,16 @@ def test_block_strictly_beats_token_somewhere() -> None:
     assert summary.block_mean > summary.token_mean
 
 
+def test_the_textbook_example_block_11_9_against_token_10_9() -> None:
+    # Target (1/3, 2/3), draft (2/3, 1/3) at both steps, window 2 (docs/theory.md, notebook 03): exact fractions.
+    target, draft = (Fraction(1, 3), Fraction(2, 3)), (Fraction(2, 3), Fraction(1, 3))
+    chain = discrete.DiscreteChain(2, 2, 0, ((target, target),) * 2, ((draft, draft),) * 2)
+    summary = discrete.accepted_length_summary(chain, 2)
+    assert summary.token_mean == Fraction(10, 9)
+    assert summary.block_mean == Fraction(11, 9)
+    assert tuple(summary.expected_weights) == (Fraction(2, 3), Fraction(5, 9))
+
+
 def test_window_one_expected_lengths_coincide() -> None:
     chain = discrete.random_chain(4, 3, 5)
     summary = discrete.accepted_length_summary(chain, 1)

@@ -1,25 +1,45 @@
-"""The README's result tables are generated from the committed JSON results and are up to date."""
+"""The results page and the README's headline are generated from the committed JSON results and are up to date."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from simulations import report
+from simulations.provenance import REPOSITORY_ROOT
 
 
-def test_readme_tables_match_the_committed_results() -> None:
+def test_readme_and_results_page_match_the_committed_results() -> None:
     assert report.main(["--check"]) == 0
 
 
-def test_report_replaces_only_the_marked_sections(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- report:exactness -->\nstale\n<!-- /report:exactness -->\nend\n")
-    assert report.main(["--readme", str(readme), "--results", str(tmp_path), "--check"]) == 1
-    assert report.main(["--readme", str(readme), "--results", str(tmp_path)]) == 0
+def test_report_writes_the_page_and_only_the_readme_headline(tmp_path: Path) -> None:
+    readme, page = tmp_path / "README.md", tmp_path / "results.md"
+    readme.write_text("intro\n<!-- report:headline -->\nstale\n<!-- /report:headline -->\nend\n")
+    arguments = ["--readme", str(readme), "--page", str(page), "--results", str(tmp_path)]
+    assert report.main([*arguments, "--check"]) == 1
+    assert report.main(arguments) == 0
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("end\n") and "stale" not in text
-    assert "python -m simulations.exactness" in text  # the placeholder when no result exists
-    assert report.main(["--readme", str(readme), "--results", str(tmp_path), "--check"]) == 0
+    assert "docs/results.md" in text
+    assert "_Run `python -m simulations.exactness`._" in page.read_text()  # the placeholder when no result exists
+    assert report.main([*arguments, "--check"]) == 0
+
+
+def _git(*arguments: str) -> str:
+    return subprocess.run(
+        ["git", *arguments], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_staleness_flags_old_and_unknown_commits_and_passes_current_ones() -> None:
+    path = "proofs/__main__.py"
+    last = _git("log", "-1", "--format=%H", "--", path)
+    first = _git("rev-list", "--max-parents=0", "HEAD").splitlines()[0]
+    assert report.staleness(last, [path]) is None
+    assert "changed after this run" in (report.staleness(first, [path]) or "")
+    assert "not in this repository's history" in (report.staleness("0" * 40, [path]) or "")
+    assert report.staleness(None, [path]) == "no commit recorded"
 
 
 def _record(**values: object) -> dict[str, object]:

@@ -52,8 +52,8 @@ def test_log_residual_mass_matches_60_digit_reference(weight: float) -> None:
         assert error < 1e-12, (weight, delta, value, reference)
 
 
-def test_deep_tail_case_of_the_design_notes() -> None:
-    # R(0.2, 0.05) ~ 1e-230 where the naive w Phi(u) - Phi(u - delta) cancels to 0.
+def test_deep_tail_residual_mass() -> None:
+    # R(0.2, 0.05) ~ 8.8e-231: the naive w Phi(u) - Phi(u - delta) cancels to 0 when Phi is written through erf.
     value = residual_mass(0.2, 0.05)
     reference = mpmath.exp(reference_log_residual_mass(0.2, 0.05))
     assert 1e-231 < value < 1e-229
