@@ -34,6 +34,7 @@ same batched call.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -252,7 +253,7 @@ def plain_chain(
     codes = random_codes(NEXT_NOISE, math.prod(x_init.shape[1:]), device)
     step_indices, step_sigmas = torch.arange(horizon, device=device), sigmas.to(device)
     stochastic = (sigmas > 0).tolist()
-    step = _COMPILED_PLAIN_STEP if compile else _plain_step
+    step = _compiled().plain_step if compile else _plain_step
     first_bad = torch.full((), horizon, dtype=torch.long, device=device)
     state = x_init.clone()
     for index in range(horizon):
@@ -432,12 +433,11 @@ class _Kernels:
 
     randomness: Callable[..., tuple[torch.Tensor, WindowRandomness]]
     commit: Callable[..., _Committed]
+    plain_step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 def _kernels(compiled: bool) -> _Kernels:
-    if not compiled:
-        return _Kernels(_round_randomness, _verify_and_commit)
-    return _COMPILED
+    return _compiled() if compiled else _Kernels(_round_randomness, _verify_and_commit, _plain_step)
 
 
 @dataclass(frozen=True)
@@ -764,10 +764,13 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
     return result
 
 
-#: The compiled kernels, made once per process: torch.compile keeps one graph per shape (dynamic=False), reused by
-#: every call with the same shapes.
-_COMPILED = _Kernels(
-    torch.compile(_round_randomness, dynamic=False),
-    torch.compile(_verify_and_commit, dynamic=False),
-)
-_COMPILED_PLAIN_STEP = torch.compile(_plain_step, dynamic=False)
+@functools.cache
+def _compiled() -> _Kernels:
+    """The compiled kernels, made on the first ``compile=True`` call (importing torch's compiler takes seconds) and
+    kept for the process: torch.compile keeps one graph per shape (dynamic=False), reused by every call with the
+    same shapes."""
+    return _Kernels(
+        torch.compile(_round_randomness, dynamic=False),
+        torch.compile(_verify_and_commit, dynamic=False),
+        torch.compile(_plain_step, dynamic=False),
+    )
