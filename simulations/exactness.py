@@ -7,12 +7,13 @@ Three families of checks, each a p-value judged at the declared per-check level 
   mean direction and 3 random ones, Bonferroni).
 - **against plain sampling**: Gaussian-mixture data (no closed form); the speculative samples against
   ``sample_plain`` of the same model with independent randomness, by projected KS, MMD and energy distance
-  (``specdiff.stats.compare_samplers``), Bonferroni over the three.
+  (``specdiff.stats.compare_samplers``, ``COMPARISON_PERMUTATIONS`` permutations), Bonferroni over the three.
 - **negative controls** (``simulations.controls``): deliberately wrong variants of the block rule run through the
   same closed-form check, which must reject each of them; they use a poor draft model (``control_problem``), 10 steps
   and n = 20 000 so that rejections, and so the residual, matter.
 
-With ``LEVEL = 1e-3`` per check, about one full run in eight (125 checks) rejects an exact configuration by chance.
+With ``LEVEL = 1e-3`` per check, about one full run in eight (120 exact checks) rejects an exact configuration by
+chance.
 So a rejected exact configuration is **rechecked** once with fresh, independent randomness and 4x the samples, and
 fails only if the recheck rejects too: a false failure then has probability ``LEVEL**2`` per configuration (about
 1e-4 for the whole run), while a real defect, detectable at n, is detected at 4n with more power. Both p-values are
@@ -60,6 +61,9 @@ SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "exactness.json"
 DEFAULT_SEED = 7
 #: Per-check false-positive rate.
 LEVEL = 1e-3
+#: Permutations of the MMD and energy tests against plain sampling: their p-values are at least 1 / (P + 1), so the
+#: Bonferroni-combined p-value 3 / (P + 1) must be able to fall below LEVEL (with P = 200 they could never reject).
+COMPARISON_PERMUTATIONS = 3999
 #: A rejected exact configuration is rechecked with this many times the samples ...
 RECHECK_FACTOR = 4
 #: ... and this offset added to its seed (configurations are 100 apart and use seed .. seed + 12).
@@ -243,7 +247,11 @@ def _plain_comparison_check(config: Config, dimension: int, drafter: str, rule: 
     )
     speculative, calls = _speculate(problem, "ddpm", drafter, rule, AdaptiveWindow(max_window=8), n, config.steps, seed)
     report = compare_samplers(
-        speculative, plain.samples, generator=torch.Generator().manual_seed(seed + 12), alpha=LEVEL / 3
+        speculative,
+        plain.samples,
+        generator=torch.Generator().manual_seed(seed + 12),
+        alpha=LEVEL / 3,
+        permutations=COMPARISON_PERMUTATIONS,
     )
     p_value = min(1.0, 3 * min(row.p_value for row in report.rows))
     return Check(

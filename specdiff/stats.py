@@ -647,10 +647,18 @@ def compare_samplers(
     Raises
     ------
     ValueError
-        On malformed inputs or ``alpha`` outside (0, 1).
+        On malformed inputs, ``alpha`` outside (0, 1), or too few permutations to reject at ``alpha``.
     """
     if not (0.0 < alpha < 1.0):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    _check_positive_count(permutations, "permutations")
+    if 1.0 / (permutations + 1) > alpha:
+        # A permutation p-value is at least 1 / (permutations + 1): with fewer permutations the MMD and energy rows
+        # could never reject, and the report would look like three tests while being one.
+        raise ValueError(
+            f"{permutations} permutations cannot reach alpha = {alpha:g} (the smallest permutation p-value is "
+            f"1 / {permutations + 1}); use at least {math.ceil(1 / alpha) - 1}"
+        )
     _check_generator(generator)
     projection = ks_two_sample_projection(first, second, number_of_directions=number_of_directions, generator=generator)
     mmd = mmd_test(first, second, permutations=permutations, generator=generator)

@@ -78,3 +78,8 @@ def test_figures_from_saved_results(smoke_results: Path, tmp_path: Path) -> None
     names = {"acceptance_calibration.png", "block_vs_token_gain.png", "exactness_qq.png", "speedup_heatmap.png"}
     assert {path.name for path in tmp_path.glob("*.png")} == names
     assert figures.main(["--results", str(tmp_path / "missing"), "--output", str(tmp_path)]) == 1
+
+
+def test_every_test_of_the_plain_comparison_can_reject_at_the_level() -> None:
+    # MMD and energy p-values are at least 1 / (P + 1); Bonferroni over the three tests multiplies by 3.
+    assert 3 / (exactness.COMPARISON_PERMUTATIONS + 1) < exactness.LEVEL

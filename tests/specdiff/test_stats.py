@@ -311,7 +311,7 @@ def test_results_are_deterministic_given_the_generator() -> None:
         lambda seed: ks_two_sample_projection(first, second, generator=_generator(seed)).p_values,
         lambda seed: mmd_test(first, second, permutations=49, generator=_generator(seed)).p_value,
         lambda seed: energy_test(first, second, permutations=49, generator=_generator(seed)).p_value,
-        lambda seed: compare_samplers(first, second, generator=_generator(seed), permutations=49).format(),
+        lambda seed: compare_samplers(first, second, generator=_generator(seed), permutations=49, alpha=0.05).format(),
     ):
         assert run(7) == run(7)
     assert random_directions(3, 4, generator=_generator(5)).equal(random_directions(3, 4, generator=_generator(5)))
@@ -377,6 +377,8 @@ GOOD = torch.zeros(5, 3).normal_(generator=_generator(0))
         ),
         (lambda: ks_one_sample_projection(GOOD, 0.0, -torch.eye(3), torch.eye(3)), "non-positive"),
         (lambda: compare_samplers(GOOD, GOOD, generator=_generator(0), alpha=1.5), "alpha"),
+        # 200 permutations cannot give a p-value below 1/201, so MMD and energy could never reject at 1e-3.
+        (lambda: compare_samplers(GOOD, GOOD, generator=_generator(0), alpha=1e-3), "cannot reach alpha"),
     ],
 )
 def test_invalid_inputs_raise_clear_errors(call: Callable[[], object], message: str) -> None:
