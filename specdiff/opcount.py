@@ -627,6 +627,10 @@ class SimulatedDevice(TorchDispatchMode):
         return _simulate(func, args, dict(kwargs or {}))
 
     def __enter__(self) -> SimulatedDevice:
+        # torch.compile's tracer records which torch functions it may trace by identity when it is first loaded; let
+        # it load before the factories are patched, or it would know the patched ones and refuse the real ones later.
+        import torch._dynamo  # noqa: F401
+
         for name in self._FACTORIES:
             original = getattr(torch, name)
             self._saved_factories[name] = original

@@ -161,6 +161,7 @@ def test_verify_runs_the_exactness_suite(tmp_path: Path, capsys: pytest.CaptureF
     assert status == (0 if payload["all_passed"] else 1) and document["all_passed"] == payload["all_passed"]
 
 
+@pytest.mark.slow
 def test_figures_from_the_committed_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, _ = run(["figures", "--output-dir", str(tmp_path), "--no-progress"], capsys)
     assert status == 0

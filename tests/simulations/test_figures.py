@@ -28,6 +28,7 @@ def committed_figures(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, l
     return output, figures.write_figures(figures.RESULTS, output)
 
 
+@pytest.mark.slow
 def test_every_figure_is_made_from_the_committed_results(committed_figures: tuple[Path, list[Path]]) -> None:
     output, written = committed_figures
     assert figures.missing_inputs(figures.RESULTS) == {}

@@ -36,6 +36,7 @@ def test_exactness_smoke_passes_and_rejects_its_control(smoke_results: Path) -> 
     assert isinstance(payload["commit"], str)
 
 
+@pytest.mark.slow
 def test_a_rejected_exact_configuration_is_rechecked_with_more_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     # With a level above 1 every check rejects: each exact configuration is rechecked (and fails again), each
     # control passes at the first stage and is not rechecked.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +240,19 @@ def test_the_simulation_restores_torch_tensor_after_an_exception() -> None:
         raise RuntimeError("boom")
     assert (torch.tensor, torch.as_tensor) == factories
     assert _get_current_dispatch_mode_stack() == []
+
+
+def test_torch_compile_after_a_simulation_still_traces_the_real_factories() -> None:
+    # In a fresh process (torch.compile's tracer not loaded yet): a simulation patches torch.as_tensor while it is
+    # active; a function calling torch.as_tensor must still compile into one graph afterwards.
+    code = (
+        "import torch\n"
+        "from specdiff.opcount import SimulatedDevice\n"
+        "with SimulatedDevice() as simulation:\n"
+        "    torch.as_tensor([1.0], device=simulation.device)\n"
+        "f = torch.compile(lambda x: torch.as_tensor(x, dtype=torch.float64) * 2, fullgraph=True, backend='eager')\n"
+        "print(f(torch.ones(2)).tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[2.0, 2.0]"

@@ -233,6 +233,7 @@ def test_reference_survival_matches_mpmath(weight: float, delta: float) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_inverse_cdf_scalar_follows_residual_law() -> None:
     # Bonferroni over the 54 configurations: each KS test at ALPHA / 54, critical distance 0.0186 at n = 20000;

@@ -192,6 +192,7 @@ def test_rounds_of_plain_steps_are_bitwise_plain_sampling() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_the_compiled_round_has_the_target_law_and_follows_the_eager_round() -> None:
     # The KS test of _final_pvalues is the one shown to reject the reflection-in-block control above.
