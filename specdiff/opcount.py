@@ -629,7 +629,7 @@ class SimulatedDevice(TorchDispatchMode):
     def __enter__(self) -> SimulatedDevice:
         # torch.compile's tracer records which torch functions it may trace by identity when it is first loaded; let
         # it load before the factories are patched, or it would know the patched ones and refuse the real ones later.
-        import torch._dynamo  # noqa: F401
+        import torch._dynamo
 
         for name in self._FACTORIES:
             original = getattr(torch, name)
