@@ -14,8 +14,9 @@ run by ``specdiff.sampler.sample_plain`` from ``N(0, I)``, in float32, with per-
 
 Samples are clamped to [-1, 1] for classification, distances and display only.
 
-Writes ``results/dit_quality.json`` (seed, sizes, commit, numbers) and ``docs/figures/dit_digits_samples.png``
-(10 classes x 10 samples). Run ``python -m simulations.dit_quality`` (seconds) or ``--smoke``.
+Writes ``results/dit_quality.json``: seed, sizes, commit, the numbers, and the images of the sample grid (10 classes x
+10 samples, 3 decimals), from which ``specdiff figures`` draws ``docs/figures/dit_digits_samples.png``; ``--figure
+PATH`` also writes that grid as a PNG. Run ``python -m simulations.dit_quality`` (seconds) or ``--smoke``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,10 +38,11 @@ from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import ClassifierFreeGuidance, DiT, digits_dataset, load_pretrained
 from specdiff.sampler import sample_plain
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "dit_quality.json"
-DEFAULT_FIGURE = REPOSITORY_ROOT / "docs" / "figures" / "dit_digits_samples.png"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "dit_quality.json"
-SMOKE_FIGURE = REPOSITORY_ROOT / "results" / "smoke" / "dit_digits_samples.png"
 DEFAULT_SEED = 0
 NUM_CLASSES = 10
 
@@ -156,35 +158,43 @@ def evaluate(model: DiT, config: QualityConfig, seed: int) -> tuple[dict[str, An
     return metrics, samples, labels
 
 
-def save_grid(samples: torch.Tensor, labels: torch.Tensor, columns: int, path: Path) -> None:
-    """A grid PNG: one row per class (0..9), the first ``columns`` samples of each class.
+def grid_images(samples: torch.Tensor, labels: torch.Tensor, columns: int) -> dict[str, Any]:
+    """The first ``columns`` samples of each class, as JSON-ready nested lists (3 decimals).
 
     Parameters
     ----------
     samples : Tensor, shape (n, 1, 8, 8), in [-1, 1]
     labels : Tensor, shape (n,), long
     columns : int
-    path : Path
+
+    Returns
+    -------
+    dict
+        ``{"columns": columns, "images": [class][column][row][pixel]}``.
     """
+    rows = [samples[labels == digit][:columns, 0].double().round(decimals=3).tolist() for digit in range(NUM_CLASSES)]
+    return {"columns": columns, "images": rows}
+
+
+def grid_figure(grid: dict[str, Any]) -> Figure:
+    """One row per class (0..9): the images of :func:`grid_images`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    columns = grid["columns"]
     figure, axes = plt.subplots(NUM_CLASSES, columns, figsize=(0.6 * columns + 0.4, 0.6 * NUM_CLASSES), squeeze=False)
-    for digit in range(NUM_CLASSES):
-        members = samples[labels == digit]
-        for column in range(columns):
+    for digit, images in enumerate(grid["images"]):
+        for column, image in enumerate(images):
             axis = axes[digit, column]
-            axis.imshow(members[column, 0].numpy(), cmap="gray_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+            axis.imshow(image, cmap="gray_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
         axes[digit, 0].set_ylabel(str(digit), rotation=0, labelpad=8, va="center")
     figure.suptitle("DiT 'digits' samples (DDPM, one row per class)", fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default="digits", help="pretrained model name (dit_{name}.safetensors)")
     parser.add_argument("--weights-dir", type=Path, default=None, help="default: the shipped weights")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/dit_quality.json)")
-    parser.add_argument("--figure", type=Path, default=None, help="PNG path (default docs/figures/...)")
+    parser.add_argument("--figure", type=Path, default=None, help="also write the sample grid to this PNG")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance (default 1)")
     return parser
 
@@ -220,7 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.samples_per_class, config.num_steps, arguments.guidance_scale, config.grid_columns
         )
     output: Path = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
-    figure: Path = arguments.figure or (SMOKE_FIGURE if arguments.smoke else DEFAULT_FIGURE)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -248,15 +257,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "device": "cpu",
         "metrics": metrics,
-        "figure": str(figure.relative_to(REPOSITORY_ROOT) if figure.is_relative_to(REPOSITORY_ROOT) else figure),
+        "grid": grid_images(samples, labels, min(config.grid_columns, config.samples_per_class)),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2) + "\n")
-    save_grid(samples, labels, min(config.grid_columns, config.samples_per_class), figure)
+    if arguments.figure is not None:
+        arguments.figure.parent.mkdir(parents=True, exist_ok=True)
+        figure = grid_figure(payload["grid"])
+        figure.savefig(arguments.figure, dpi=100)
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
     for key, value in metrics.items():
         if isinstance(value, float):
             print(f"{key:>45}: {value:.4f}")
-    print(f"wrote {output} and {figure}")
+    print(f"wrote {output}" + (f" and {arguments.figure}" if arguments.figure is not None else ""))
     return 0
 
 

@@ -25,8 +25,8 @@ unchanged figure does not change the file). Inputs are paths under the results f
 - ``demo_samples``, from ``demo/demo.json`` and ``demo/demo_digits.png``: the digits of ``specdiff demo``, plain and
   speculative, with the run's numbers.
 
-Not drawn here: ``dit_digits_samples.png`` (one sample grid per class) is written by ``python -m
-simulations.dit_quality``, which samples the network; the results hold no images for it.
+- ``dit_digits_samples``, from ``dit_quality.json``: the shipped DiT's samples, one row per class (the images the
+  quality run stored).
 
 A figure whose inputs are missing is skipped and reported on stderr. Run
 ``python -m simulations.figures [--results DIR] [--output DIR]``.
@@ -55,6 +55,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy import optimize, stats
 
+from simulations.dit_quality import grid_figure
 from simulations.provenance import REPOSITORY_ROOT
 from theory.cost import constant_gap_block_gain
 from theory.gaussian import acceptance_probability
@@ -771,6 +772,7 @@ HOW_TO_MAKE = {
     "exactness.json": "python -m simulations.exactness",
     "gpu/bench_gpu.json": "python -m simulations.bench_gpu --preset gpu --output results/gpu/bench_gpu.json (on a GPU)",
     "demo/demo.json": "specdiff demo --output-dir results/demo",
+    "dit_quality.json": "python -m simulations.dit_quality",
     "demo/demo_digits.png": "specdiff demo --output-dir results/demo",
 }
 
@@ -792,6 +794,9 @@ FIGURE_SPECS: tuple[FigureSpec, ...] = (
         ("gpu/bench_gpu.json",),
         lambda p, s: gpu_speedup_figure(p, s),
         optional=("gpu/bench_gpu_host.json",),
+    ),
+    FigureSpec(
+        "dit_digits_samples", ("dit_quality.json",), lambda p, s: _save(grid_figure(p["dit_quality.json"]["grid"]), s)
     ),
     FigureSpec(
         "demo_samples",

@@ -9,7 +9,8 @@ reproducible on a given machine.
 
 Outputs (in ``--output-dir``, default ``specdiff/models/weights``): ``dit_digits.safetensors`` (EMA weights) and
 ``dit_digits.json`` (config, training log, sizes, wall time, seed, commit). Then the sample quality is evaluated
-(``simulations.dit_quality``): ``results/dit_quality.json`` and ``docs/figures/dit_digits_samples.png``.
+(``simulations.dit_quality``): ``results/dit_quality.json``, from which ``specdiff figures`` draws
+``docs/figures/dit_digits_samples.png``.
 
 Run ``python -m simulations.train_dit`` (about 12 minutes) or ``--smoke`` (seconds; writes everything, quality
 report included, under ``results/smoke/dit`` or the given ``--output-dir``).

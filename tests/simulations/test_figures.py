@@ -16,6 +16,7 @@ EXPECTED_STEMS = (
     "speedup_heatmap",
     "gpu_cost_curves",
     "gpu_wall_speedup",
+    "dit_digits_samples",
     "demo_samples",
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -67,6 +68,7 @@ def test_a_missing_input_is_reported_not_silently_skipped(tmp_path: Path, capsys
         "block_vs_token_gain": ["speedup.json"],
         "exactness_qq": ["exactness.json"],
         "speedup_heatmap": ["speedup.json"],
+        "dit_digits_samples": ["dit_quality.json"],
         "demo_samples": ["demo/demo.json", "demo/demo_digits.png"],
     }
     errors = capsys.readouterr().err

@@ -302,6 +302,7 @@ def test_training_smoke_run_writes_a_loadable_model(tmp_path: Path) -> None:
     quality = json.loads((tmp_path / "dit_quality.json").read_text())
     assert quality["preset"] == "smoke" and quality["sizes"]["samples"] == 10 * dit_quality.SMOKE.samples_per_class
     assert (tmp_path / "dit_digits_samples.png").stat().st_size > 0
+    assert quality["grid"]["columns"] == 2 and len(quality["grid"]["images"]) == 10
 
 
 def test_training_is_reproducible_from_the_seed() -> None:
