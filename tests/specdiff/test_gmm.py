@@ -161,15 +161,22 @@ def test_perturbed_and_bad_input() -> None:
         MIXTURE.as_model(object())
 
 
+def _mean_z(samples: torch.Tensor) -> float:
+    """Largest |z| of the coordinate means of ``samples`` against the mixture mean."""
+    stderr = torch.sqrt(torch.diagonal(MIXTURE.covariance()) / samples.shape[0])
+    return float(((samples.mean(dim=0) - MIXTURE.mean()) / stderr).abs().max())
+
+
 @pytest.mark.statistical
 def test_sampling_gives_the_mixture_moments() -> None:
     """Sample mean of each coordinate against the mixture mean (2 comparisons); n = 40000 resolves 0.03."""
     n = 40_000
     samples = MIXTURE.sample(n, torch.Generator().manual_seed(11))
-    stderr = torch.sqrt(torch.diagonal(MIXTURE.covariance()) / n)
-    z = (samples.mean(dim=0) - MIXTURE.mean()) / stderr
-    assert float(z.abs().max()) < z_threshold(ALPHA, comparisons=2)
+    assert _mean_z(samples) < z_threshold(ALPHA, comparisons=2)
     assert samples.shape == (n, 2) and samples.dtype == torch.float64
+    # Negative control: a mixture whose means are shifted by 0.1 is rejected by the same test.
+    shifted = perturbed(MIXTURE, mean_shift=0.1).sample(n, torch.Generator().manual_seed(12))
+    assert _mean_z(shifted) > z_threshold(ALPHA, comparisons=2)
 
 
 @pytest.mark.statistical

@@ -310,14 +310,19 @@ def test_martingale_calibration_of_token_acceptance() -> None:
     generator = torch.Generator().manual_seed(ACCEPTANCE_SEED + 1)
     window = _synthetic(GAPS, ACCEPTANCE_SAMPLES, 8, generator=generator)
     accepted = _verified(window, "token-residual").accepted
-    alpha = torch.as_tensor(acceptance_probability(GAPS))
     positions = torch.arange(1, len(GAPS) + 1)
     verified = positions[None, :] <= (accepted[:, None] + 1).clamp(max=len(GAPS))  # steps that were judged
     indicator = positions[None, :] <= accepted[:, None]
-    residual = (indicator.double() - alpha[None, :]) * verified
-    variance = (alpha * (1 - alpha))[None, :] * verified
-    z = float(residual.sum() / variance.sum().sqrt())
-    assert abs(z) < z_threshold(ALPHA), z
+
+    def z_score(gaps: list[float]) -> float:
+        alpha = torch.as_tensor(acceptance_probability(gaps))
+        residual = (indicator.double() - alpha[None, :]) * verified
+        variance = (alpha * (1 - alpha))[None, :] * verified
+        return float(residual.sum() / variance.sum().sqrt())
+
+    assert abs(z_score(GAPS)) < z_threshold(ALPHA, comparisons=2), z_score(GAPS)
+    # Negative control: predictions made from gaps 20% too small are rejected by the same z-score.
+    assert abs(z_score([0.8 * gap for gap in GAPS])) > z_threshold(ALPHA, comparisons=2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
