@@ -160,7 +160,7 @@ def run_demo(
             target,
         )
         bar.close()
-        bar = tqdm(total=steps, desc="speculative", disable=not progress, unit="call")
+        bar = tqdm(desc="speculative", disable=not progress, unit="call")  # fewer calls than steps: no total
         speculative, speculative_seconds = timed(
             lambda: sample(
                 _CountingModel(runner, bar),
