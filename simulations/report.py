@@ -13,7 +13,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -575,6 +575,8 @@ SAMPLER_CODE = (
     "specdiff/policies.py",
     "specdiff/kernels.py",
 )
+DIT_EXACTNESS_CODE = (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/stats.py", "simulations/dit_exactness.py")
+BENCH_CODE = (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/placement.py", "simulations/bench_gpu.py")
 
 
 @dataclass(frozen=True)
@@ -585,8 +587,7 @@ class Section:
     title: str
     intro: str
     table: Callable[[Path], str]
-    sources: tuple[str, ...]  # result files, relative to the results folder
-    code: tuple[str, ...]  # repository paths the results measure
+    sources: Mapping[str, tuple[str, ...]]  # result file (relative to the results folder) -> the paths it measures
 
 
 SECTIONS = (
@@ -597,8 +598,7 @@ SECTIONS = (
         "form) and, for mixture data, against plain sampling; the negative controls are deliberately wrong rules "
         "that the same test must reject. Each check is judged at level 1e-3.",
         exactness_table,
-        ("exactness.json",),
-        (*SAMPLER_CODE, "specdiff/models/gmm.py", "specdiff/stats.py", "simulations/exactness.py"),
+        {"exactness.json": (*SAMPLER_CODE, "specdiff/models/gmm.py", "specdiff/stats.py", "simulations/exactness.py")},
     ),
     Section(
         "calibration",
@@ -607,8 +607,14 @@ SECTIONS = (
         "against the block weights `Σ w_i` (block rule), as martingale z-scores (`specdiff.diagnostics`), on "
         "mixture data.",
         calibration_table,
-        ("calibration.json",),
-        (*SAMPLER_CODE, "specdiff/diagnostics.py", "specdiff/models/gmm.py", "simulations/calibration.py"),
+        {
+            "calibration.json": (
+                *SAMPLER_CODE,
+                "specdiff/diagnostics.py",
+                "specdiff/models/gmm.py",
+                "simulations/calibration.py",
+            )
+        },
     ),
     Section(
         "speedup",
@@ -616,8 +622,15 @@ SECTIONS = (
         "Steps per sequential target call on mixture data, every drafter, fixed and adaptive windows, token and "
         "block rules, against the theory's prediction.",
         speedup_table,
-        ("speedup.json",),
-        (*SAMPLER_CODE, "specdiff/models/gmm.py", "theory/cost.py", "theory/verification.py", "simulations/speedup.py"),
+        {
+            "speedup.json": (
+                *SAMPLER_CODE,
+                "specdiff/models/gmm.py",
+                "theory/cost.py",
+                "theory/verification.py",
+                "simulations/speedup.py",
+            )
+        },
     ),
     Section(
         "dit",
@@ -625,8 +638,12 @@ SECTIONS = (
         "The shipped class-conditional DiT (1.27M parameters, trained on scikit-learn's 8x8 digits by "
         "`python -m simulations.train_dit`): its quality, the demo, and exactness with a real network.",
         dit_table,
-        ("dit_quality.json", "demo/demo.json", "dit_exactness.json", "gpu/dit_exactness.json"),
-        (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/demo.py", "simulations/dit_exactness.py"),
+        {
+            "dit_quality.json": (*SAMPLER_CODE, "specdiff/models/dit.py", "simulations/dit_quality.py"),
+            "demo/demo.json": (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/demo.py", "specdiff/diagnostics.py"),
+            "dit_exactness.json": DIT_EXACTNESS_CODE,
+            "gpu/dit_exactness.json": DIT_EXACTNESS_CODE,
+        },
     ),
     Section(
         "gpu",
@@ -636,8 +653,7 @@ SECTIONS = (
         "speculative wall time measured in one process. On a CPU a call on m states costs about m calls on one, so "
         "fewer calls buy little wall time; on a GPU a batch of L + 1 states costs about one call.",
         gpu_table,
-        ("gpu/bench_gpu.json", "gpu/bench_gpu_host.json", "bench_cpu.json"),
-        (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/placement.py", "simulations/bench_gpu.py"),
+        dict.fromkeys(("gpu/bench_gpu.json", "gpu/bench_gpu_host.json", "bench_cpu.json"), BENCH_CODE),
     ),
     Section(
         "overhead",
@@ -646,8 +662,7 @@ SECTIONS = (
         "state, about as much as drawing that state's noise); the per-state columns say what the share would be for "
         "a costlier model.",
         overhead_table,
-        ("overhead.json",),
-        (*SAMPLER_CODE, "simulations/overhead.py"),
+        {"overhead.json": (*SAMPLER_CODE, "simulations/overhead.py")},
     ),
     Section(
         "round_cost",
@@ -656,8 +671,10 @@ SECTIONS = (
         "and the sampler's own time per round, before and after the round was rebuilt as a fixed set of tensor "
         "operations.",
         round_cost_table,
-        ("round_cost.json", "randomness_cost.json"),
-        (*SAMPLER_CODE, "specdiff/opcount.py", "simulations/round_cost.py", "simulations/randomness_cost.py"),
+        {
+            "round_cost.json": (*SAMPLER_CODE, "specdiff/opcount.py", "simulations/round_cost.py"),
+            "randomness_cost.json": ("specdiff/randomness.py", "simulations/randomness_cost.py"),
+        },
     ),
     Section(
         "residual_cost",
@@ -665,16 +682,14 @@ SECTIONS = (
         "The weighted residual sampler by inverse CDF (the default) against rejection sampling; neither calls the "
         "network. Rejection collapses at small δ and w, which is why the inverse CDF is the default.",
         residual_cost_table,
-        ("residual_cost.json",),
-        ("specdiff/residual.py", "specdiff/residual_law.py", "simulations/residual_cost.py"),
+        {"residual_cost.json": ("specdiff/residual.py", "specdiff/residual_law.py", "simulations/residual_cost.py")},
     ),
     Section(
         "theory_accuracy",
         "Accuracy of the theory's numerics",
         "The closed forms and the numerical integration of the block rule, against independent references.",
         theory_accuracy_table,
-        ("theory_accuracy.json",),
-        ("theory/gaussian.py", "theory/verification.py", "simulations/theory_accuracy.py"),
+        {"theory_accuracy.json": ("theory/gaussian.py", "theory/verification.py", "simulations/theory_accuracy.py")},
     ),
 )
 
@@ -715,11 +730,11 @@ def staleness(commit: str | None, code: Sequence[str]) -> str | None:
 
 def _flags(section: Section, results: Path) -> list[str]:
     flags = []
-    for source in section.sources:
+    for source, code in section.sources.items():
         payload = _load(results, source)
         if payload is None:
             continue
-        reason = staleness(_recorded_commit(results, source, payload), section.code)
+        reason = staleness(_recorded_commit(results, source, payload), code)
         if reason is not None:
             flags.append(f"> ⚠ **Stale:** `results/{source}`: {reason}.")
     return flags
@@ -827,9 +842,9 @@ def headline_table(results: Path) -> str:
     stale = {
         source
         for section in SECTIONS
-        for source in section.sources
+        for source, code in section.sources.items()
         if (payload := _load(results, source)) is not None
-        and staleness(_recorded_commit(results, source, payload), section.code) is not None
+        and staleness(_recorded_commit(results, source, payload), code) is not None
     }
     table = _table(
         ["", "result", "source"],
