@@ -24,6 +24,7 @@ def test_the_readme_is_short_and_starts_with_the_two_commands() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_readme_examples_run(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     torch.set_num_threads(1)

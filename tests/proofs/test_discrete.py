@@ -173,6 +173,7 @@ def test_random_chain_stresses_both_supports() -> None:
     assert all(sum(row) == 1 for table in (chain.target, chain.draft) for step in table for row in step)
 
 
+@pytest.mark.slow
 def test_run_all_passes_and_covers_every_kind_of_check() -> None:
     results = checks.run_all()
     failed = [result for result in results if not result.passed]
@@ -186,6 +187,7 @@ def test_run_all_passes_and_covers_every_kind_of_check() -> None:
         assert any(config.startswith(f"V={vocabulary_size} ") for config in configs)
 
 
+@pytest.mark.slow
 def test_cli_prints_table_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main() == 0
     output = capsys.readouterr().out

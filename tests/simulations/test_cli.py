@@ -37,6 +37,7 @@ def tracked_changes() -> str:
     ).stdout
 
 
+@pytest.mark.slow
 def test_theory_table_agrees_with_its_monte_carlo_check() -> None:
     # 2 gaps x 2 windows x 2 rules = 8 z-scores, Bonferroni at ALPHA; seed fixed.
     rows = theory_table([0.5, 1.5], [2, 5], samples=20_000, dimension=4, seed=1, progress=False)
@@ -151,6 +152,7 @@ def test_sample_writes_a_grid_and_statistics(drafter: str, tmp_path: Path, capsy
         assert document["measured_steps_per_round"] >= 1.0 and document["rounds"] >= 1
 
 
+@pytest.mark.slow
 def test_verify_runs_the_exactness_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(
         ["verify", "--size", "smoke", "--output-dir", str(tmp_path), "--json", "--no-progress"], capsys
@@ -177,6 +179,7 @@ def test_bench_smoke_writes_its_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads((tmp_path / "bench_smoke.json").read_text())["preset"] == "smoke"
 
 
+@pytest.mark.slow
 def test_console_script_points_at_the_command_line() -> None:
     (script,) = [entry for entry in entry_points(group="console_scripts") if entry.name == "specdiff"]
     assert script.value == "simulations.cli:main"

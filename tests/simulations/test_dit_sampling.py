@@ -121,6 +121,7 @@ def test_demo_cost_curve_evaluates_m_states_per_sample() -> None:
         assert t.shape == (x.shape[0],) and bool((t == kernel.timesteps[0]).all())
 
 
+@pytest.mark.slow
 def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     assert bench_gpu.main(["--preset", "smoke", "--device", "cpu", "--output", str(output)]) == 0

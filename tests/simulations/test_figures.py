@@ -47,6 +47,7 @@ def test_every_figure_is_made_from_the_committed_results(committed_figures: tupl
         assert len(content) > 1000, path
 
 
+@pytest.mark.slow
 def test_the_pdf_is_reproducible(tmp_path: Path) -> None:
     calibration = figures._load(figures.RESULTS / "calibration.json")
     first = figures.acceptance_figure(calibration, tmp_path / "first" / "figure")
@@ -55,6 +56,7 @@ def test_the_pdf_is_reproducible(tmp_path: Path) -> None:
         assert one.read_bytes() == other.read_bytes(), one.name
 
 
+@pytest.mark.slow
 def test_a_missing_input_is_reported_not_silently_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "results"
     (results / "gpu").mkdir(parents=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from simulations import round_cost
 from specdiff.opcount import SYNC_KINDS
 
 
+@pytest.mark.slow
 def test_round_cost_smoke_writes_counts_and_targets(tmp_path: Path) -> None:
     output = tmp_path / "round_cost.json"
     assert round_cost.main(["--smoke", "--output", str(output)]) == 0

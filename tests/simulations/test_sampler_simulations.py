@@ -25,6 +25,7 @@ def _load(directory: Path, name: str) -> dict[str, Any]:
     return json.loads((directory / name).read_text())
 
 
+@pytest.mark.slow
 def test_exactness_smoke_passes_and_rejects_its_control(smoke_results: Path) -> None:
     payload = _load(smoke_results, "exactness.json")
     assert payload["all_passed"] and payload["level"] == exactness.LEVEL
@@ -74,6 +75,7 @@ def test_speedup_smoke_records_and_summary(smoke_results: Path) -> None:
     assert payload["summary"]["gains"] and payload["summary"]["adaptive"]
 
 
+@pytest.mark.slow
 def test_figures_from_saved_results(smoke_results: Path, tmp_path: Path) -> None:
     assert figures.main(["--results", str(smoke_results), "--output", str(tmp_path)]) == 0
     names = {"acceptance_calibration.png", "block_vs_token_gain.png", "exactness_qq.png", "speedup_heatmap.png"}

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from simulations.theory_accuracy import main
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_accuracy_within_targets(tmp_path: Path) -> None:
     output = tmp_path / "accuracy.json"
     assert main(["--smoke", "--output", str(output)]) == 0

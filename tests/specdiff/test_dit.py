@@ -318,6 +318,7 @@ def test_training_is_reproducible_from_the_seed() -> None:
 QUALITY_THRESHOLD = 0.6
 
 
+@pytest.mark.slow
 def test_shipped_model_samples_are_recognizable_digits() -> None:
     model = load_pretrained("digits")
     labels = torch.arange(10).repeat_interleave(5)

@@ -416,6 +416,7 @@ def _final_pvalues(drafter_name: str, rule, kernel_name: str = "ddpm") -> list[f
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter_name", DRAFTER_NAMES)
 @pytest.mark.parametrize("rule", RULES)
@@ -423,6 +424,7 @@ def test_sample_has_the_closed_form_law(drafter_name: str, rule: Rule) -> None:
     assert min(_final_pvalues(drafter_name, rule)) > ALPHA / 2
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 @pytest.mark.parametrize("kernel_name", ["ddim", "euler-ancestral"])
 def test_sample_has_the_closed_form_law_for_other_kernels(kernel_name: str) -> None:

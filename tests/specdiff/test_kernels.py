@@ -392,6 +392,7 @@ def test_every_kernel_chain_ends_near_the_data_law(num_steps: int) -> None:
             assert variance == pytest.approx(hand_variance, rel=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_ancestral_sampling_matches_the_discretized_chain_law() -> None:
     """Monte Carlo: the final samples of DDPM fixed_small and Euler ancestral have the hand-derived chain law.

@@ -242,6 +242,7 @@ def test_the_simulation_restores_torch_tensor_after_an_exception() -> None:
     assert _get_current_dispatch_mode_stack() == []
 
 
+@pytest.mark.slow
 def test_torch_compile_after_a_simulation_still_traces_the_real_factories() -> None:
     # In a fresh process (torch.compile's tracer not loaded yet): a simulation patches torch.as_tensor while it is
     # active; a function calling torch.as_tensor must still compile into one graph afterwards.

@@ -55,6 +55,7 @@ def test_forward_first_k_and_depth_exist_only_when_the_model_has_them() -> None:
         DeviceModel(42, "cpu")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_sampling_through_the_wrapper_is_bitwise_the_same() -> None:
     model = load_pretrained("digits")
     kernel = DDPMKernel(linear_schedule(1000), num_steps=100)

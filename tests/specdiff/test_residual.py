@@ -249,6 +249,7 @@ def test_inverse_cdf_scalar_follows_residual_law() -> None:
     assert not failures, failures
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_inverse_cdf_scalar_with_callable_cdf() -> None:
     # float64 means, rows sharing delta to rounding: kstest(along, cdf) directly. Bonferroni over 27 configurations;
@@ -265,6 +266,7 @@ def test_inverse_cdf_scalar_with_callable_cdf() -> None:
     assert not failures, failures
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_inverse_cdf_orthogonal_part_is_standard_normal() -> None:
     # Per configuration with d > 1: 3 fixed-direction projections ~ N(0, 1) and |z_perp|^2 ~ chi2(d - 1), so
@@ -388,6 +390,7 @@ def _rejection_draws(index: int) -> RejectionDraws:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_rejection_and_inverse_cdf_pass_the_same_law_test() -> None:
     # 7 configurations x 2 samplers x (scalar + 4 orthogonal) = 70 KS tests at ALPHA / 70 (critical distance 0.0190);

@@ -194,6 +194,7 @@ def _relative_errors(values: torch.Tensor, references: list[mpf]) -> FloatArray:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_offset_quantile_matches_mpmath_on_the_corner_grid() -> None:
     u, lw, d, reference = _grid()
     t = residual_offset_quantile(u, lw, d)
@@ -387,6 +388,7 @@ def test_the_operation_recorder_sees_a_host_read() -> None:
     assert "aten._local_scalar_dense" in ops
 
 
+@pytest.mark.slow
 def test_compiles_into_one_graph() -> None:
     # fullgraph=True fails on any graph break, e.g. data-dependent Python control flow or a host read.
     u, lw, d = _HARD

@@ -153,6 +153,7 @@ def _final_pvalues(rule, samples: torch.Tensor | None = None) -> list[float]:  #
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES)
 def test_speculative_chain_has_the_target_law_through_deterministic_steps(rule: Rule) -> None:
     assert min(_final_pvalues(rule)) > ALPHA / 2

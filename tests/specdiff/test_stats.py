@@ -130,6 +130,7 @@ def _ks_two_sample_bonferroni(first: torch.Tensor, second: torch.Tensor, generat
 @pytest.mark.parametrize(
     "p_value_of", [_ks_one_sample_bonferroni, _ks_two_sample_bonferroni], ids=["one_sample", "two_sample"]
 )
+@pytest.mark.slow
 def test_bonferroni_over_directions_keeps_the_level(
     p_value_of: Callable[[torch.Tensor, torch.Tensor, torch.Generator], float],
 ) -> None:

@@ -437,12 +437,14 @@ def _chain_pvalues(rule) -> list[float]:  # type: ignore[no-untyped-def]
     return pvalues
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES)
 def test_trajectories_have_the_target_marginals(rule: Rule) -> None:
     pvalues = _chain_pvalues(rule)
     assert min(pvalues) > ALPHA / 4, pvalues
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("control", CONTROLS)
 def test_trajectory_test_rejects_broken_block_rules(control: str) -> None:
     pvalues = _chain_pvalues(CONTROL_RULES[control])
