@@ -33,16 +33,17 @@ def git_commit() -> str:
 
 
 def git_dirty() -> bool | None:
-    """Whether the working tree has uncommitted changes outside ``results/`` (``None`` if git is unavailable).
+    """Whether the working tree has uncommitted changes outside ``results/`` and ``docs/figures/`` (``None`` if git
+    is unavailable).
 
-    Results written by earlier scripts are outputs, not code, so they do not make a run dirty. ``None`` too when
+    Results and figures written by earlier scripts are outputs, not code, so they do not make a run dirty. ``None`` too when
     ``$SPECDIFF_COMMIT`` names the commit: the local git history is then not the tree's.
     """
     if os.environ.get(COMMIT_VARIABLE):
         return None
     try:
         completed = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":(exclude)results"],
+            ["git", "status", "--porcelain", "--", ".", ":(exclude)results", ":(exclude)docs/figures"],
             cwd=REPOSITORY_ROOT,
             capture_output=True,
             text=True,
