@@ -36,8 +36,8 @@ def git_dirty() -> bool | None:
     """Whether the working tree has uncommitted changes outside ``results/`` and ``docs/figures/`` (``None`` if git
     is unavailable).
 
-    Results and figures written by earlier scripts are outputs, not code, so they do not make a run dirty. ``None`` too when
-    ``$SPECDIFF_COMMIT`` names the commit: the local git history is then not the tree's.
+    Results and figures written by earlier scripts are outputs, not code, so they do not make a run dirty. ``None``
+    too when ``$SPECDIFF_COMMIT`` names the commit: the local git history is then not the tree's.
     """
     if os.environ.get(COMMIT_VARIABLE):
         return None
