@@ -287,16 +287,15 @@ def _verify(arguments: argparse.Namespace) -> int:
 def _figures(arguments: argparse.Namespace) -> int:
     from simulations import figures
 
-    script_arguments = []
-    if arguments.results is not None:
-        _require(arguments.results.is_dir(), f"no results folder {arguments.results}")
-        script_arguments += ["--results", str(arguments.results)]
-    if arguments.output_dir is not None:
-        script_arguments += ["--output", str(check_writable(arguments.output_dir))]
+    results = figures.RESULTS if arguments.results is None else arguments.results
+    _require(results.is_dir(), f"no results folder {results}")
+    output = check_writable(figures.FIGURES if arguments.output_dir is None else arguments.output_dir)
     with _messages_to_stderr(arguments.json):
-        status = figures.main(script_arguments)
-    _emit(arguments, {"status": status})
-    return status
+        written = figures.write_figures(results, output)  # a figure without its inputs is reported on stderr
+        for path in written:
+            print(f"wrote {path}")
+    _emit(arguments, {"written": [str(path) for path in written], "missing": figures.missing_inputs(results)})
+    return 0 if written else 1
 
 
 def _bench(arguments: argparse.Namespace) -> int:

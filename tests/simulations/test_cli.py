@@ -165,10 +165,25 @@ def test_verify_runs_the_exactness_suite(tmp_path: Path, capsys: pytest.CaptureF
 
 @pytest.mark.slow
 def test_figures_from_the_committed_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, _, _ = run(["figures", "--output-dir", str(tmp_path), "--no-progress"], capsys)
-    assert status == 0
-    written = {path.suffix for path in tmp_path.iterdir()}
-    assert written == {".png", ".pdf"}
+    status, out, _ = run(["figures", "--output-dir", str(tmp_path), "--no-progress", "--json"], capsys)
+    document = json.loads(out)
+    assert status == 0 and document["missing"] == {}
+    assert sorted(document["written"]) == sorted(str(path) for path in tmp_path.iterdir())
+    assert {path.suffix for path in tmp_path.iterdir()} == {".png", ".pdf"}
+
+
+def test_sample_a_local_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from specdiff.models.dit import weight_paths
+
+    for source, suffix in zip(weight_paths("digits"), (".safetensors", ".json"), strict=True):
+        shutil.copy(source, tmp_path / f"dit_copy{suffix}")
+    argv = ["sample", "--model", str(tmp_path / "dit_copy.safetensors"), "--steps", "6", "--samples-per-class", "1"]
+    status, out, _ = run([*argv, "--output-dir", str(tmp_path / "out"), "--no-progress", "--json"], capsys)
+    assert status == 0 and json.loads(out)["request"]["model"].endswith("dit_copy.safetensors")
+    status, _, err = run(["sample", "--model", str(tmp_path / "copy.safetensors"), "--no-progress"], capsys)
+    assert status == 2 and "dit_NAME.safetensors" in err
 
 
 @pytest.mark.slow
