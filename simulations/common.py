@@ -76,16 +76,12 @@ def make_kernel(name: str, steps: int) -> Kernel:
 
 
 def make_drafter(name: str, problem: Problem, kernel: Kernel) -> Drafter:
-    """A fresh drafter by name (``model`` uses the problem's perturbed data law)."""
-    if name == "frozen":
-        return FrozenDrafter()
-    if name == "free-reuse":
-        return FreeDrafter()
-    if name == "extrapolating":
-        return ExtrapolatingDrafter()
+    """A fresh drafter by name (``model`` uses the problem's perturbed data law; the others as ``network_drafter``)."""
     if name == "model":
         return ModelDrafter(problem.draft_data.as_model(kernel), draft_cost_per_step=MODEL_DRAFT_COST)
-    raise ValueError(f"unknown drafter {name!r}; choose from {DRAFTER_NAMES}")
+    if name not in DRAFTER_NAMES:
+        raise ValueError(f"unknown drafter {name!r}; choose from {DRAFTER_NAMES}")
+    return network_drafter(name)
 
 
 def network_drafter(name: str, exit_blocks: int = EXIT_BLOCKS) -> Drafter:

@@ -397,8 +397,13 @@ def _bench_text(bench: dict[str, Any]) -> str:
     return text
 
 
+def _corrections(results: Path) -> dict[str, Any]:
+    """GPU result file name -> its provenance correction (``results/gpu/provenance_corrections.json``)."""
+    return dict((_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {}))
+
+
 def _commit_note(results: Path, name: str, run: dict[str, Any]) -> str:
-    corrections = (_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {})
+    corrections = _corrections(results)
     if name in corrections:
         fix = corrections[name]
         return (
@@ -553,7 +558,7 @@ def theory_accuracy_table(results: Path) -> str:
 
 
 def corrections_text(results: Path) -> str:
-    corrections = (_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {})
+    corrections = _corrections(results)
     if not corrections:
         return "None."
     return "\n".join(
@@ -700,7 +705,7 @@ def _git(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 def _recorded_commit(results: Path, source: str, payload: dict[str, Any]) -> str | None:
     """The commit a result was measured at (a provenance correction wins over the recorded one)."""
-    corrections = (_load(results / "gpu", "provenance_corrections.json") or {}).get("files", {})
+    corrections = _corrections(results)
     name = Path(source).name
     if source.startswith("gpu/") and name in corrections:
         return str(corrections[name]["tree_commit"])
@@ -728,16 +733,18 @@ def staleness(commit: str | None, code: Sequence[str]) -> str | None:
     return None
 
 
-def _flags(section: Section, results: Path) -> list[str]:
-    flags = []
-    for source, code in section.sources.items():
-        payload = _load(results, source)
-        if payload is None:
-            continue
-        reason = staleness(_recorded_commit(results, source, payload), code)
-        if reason is not None:
-            flags.append(f"> ⚠ **Stale:** `results/{source}`: {reason}.")
-    return flags
+def stale_results(results: Path) -> dict[str, str]:
+    """Result file (relative to ``results``) -> why it is stale, for every stale result of every section."""
+    reasons = {}
+    for section in SECTIONS:
+        for source, code in section.sources.items():
+            payload = _load(results, source)
+            if payload is None:
+                continue
+            reason = staleness(_recorded_commit(results, source, payload), code)
+            if reason is not None:
+                reasons[source] = reason
+    return reasons
 
 
 def _anchor(title: str) -> str:
@@ -745,8 +752,8 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
 
 
-def results_page(results: Path) -> str:
-    """The whole of ``docs/results.md``: every section's table, provenance and staleness flags."""
+def results_page(results: Path, stale: Mapping[str, str]) -> str:
+    """The whole of ``docs/results.md``: every section's table, provenance and the flags of ``stale_results``."""
     lines = [
         "# Results",
         "",
@@ -763,7 +770,9 @@ def results_page(results: Path) -> str:
     ]
     for section in SECTIONS:
         lines += [f"## {section.title}", "", section.intro, ""]
-        flags = _flags(section, results)
+        flags = [
+            f"> ⚠ **Stale:** `results/{source}`: {stale[source]}." for source in section.sources if source in stale
+        ]
         if flags:
             lines += [*flags, ""]
         lines += [section.table(results), ""]
@@ -771,8 +780,8 @@ def results_page(results: Path) -> str:
     return "\n".join(lines)
 
 
-def headline_table(results: Path) -> str:
-    """The README's short table: exactness, calls saved, wall clock on a GPU, block over token."""
+def headline_table(results: Path, stale: Mapping[str, str]) -> str:
+    """The README's short table: exactness, calls saved, wall clock on a GPU, block over token (``stale`` marked)."""
     rows = []
     exactness = _load(results, "exactness.json")
     if exactness is not None:
@@ -839,13 +848,6 @@ def headline_table(results: Path) -> str:
                 "speedup.json",
             ]
         )
-    stale = {
-        source
-        for section in SECTIONS
-        for source, code in section.sources.items()
-        if (payload := _load(results, source)) is not None
-        and staleness(_recorded_commit(results, source, payload), code) is not None
-    }
     table = _table(
         ["", "result", "source"],
         [
@@ -856,10 +858,11 @@ def headline_table(results: Path) -> str:
     return table + "\n\nEvery result, its command and its provenance: [docs/results.md](docs/results.md)."
 
 
-def render(text: str, results: Path) -> str:
+def render(text: str, results: Path, stale: Mapping[str, str]) -> str:
     """``text`` with its headline section replaced by the freshly generated table."""
     pattern = re.compile(r"(<!-- report:headline -->\n)(?:.*?\n)?(<!-- /report:headline -->)", re.DOTALL)
-    return pattern.sub(lambda match: match.group(1) + headline_table(results) + "\n" + match.group(2), text)
+    table = headline_table(results, stale)
+    return pattern.sub(lambda match: match.group(1) + table + "\n" + match.group(2), text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -870,14 +873,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     arguments = parser.parse_args(argv)
     readme = arguments.readme.read_text()
+    stale = stale_results(arguments.results)  # git queries: once, for the page and the headline
     outputs = {
-        arguments.readme: render(readme, arguments.results),
-        arguments.page: results_page(arguments.results),
+        arguments.readme: render(readme, arguments.results, stale),
+        arguments.page: results_page(arguments.results, stale),
     }
     if arguments.check:
-        stale = [str(path) for path, text in outputs.items() if not path.exists() or path.read_text() != text]
-        if stale:
-            print(f"stale: {', '.join(stale)}: run python -m simulations.report", file=sys.stderr)
+        outdated = [str(path) for path, text in outputs.items() if not path.exists() or path.read_text() != text]
+        if outdated:
+            print(f"out of date: {', '.join(outdated)}: run python -m simulations.report", file=sys.stderr)
             return 1
         return 0
     for path, text in outputs.items():

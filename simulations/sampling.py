@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from simulations.common import KERNEL_NAMES, NETWORK_DRAFTER_NAMES, make_kernel, network_drafter
-from specdiff.demo import write_grids
+from specdiff.demo import CountingModel, write_grids
 from specdiff.diagnostics import calibrate_run
 from specdiff.models.dit import DiT, load_pretrained
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
@@ -104,20 +104,6 @@ def load_model(name_or_path: str, device: torch.device) -> DiT:
     return load_pretrained(name_or_path, device=device)
 
 
-class _CallCounter:
-    """Forwards to the model and advances a progress bar by one per call."""
-
-    def __init__(self, model: DiT, bar: tqdm):
-        self.model, self.bar, self.depth = model, bar, model.depth
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.bar.update(1)
-        return self.model(x, t, y=y)
-
-    def forward_first_k(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-        return self.model.forward_first_k(x, t, y=y, k=k)
-
-
 def run_sample(request: SampleRequest, model: DiT, output_dir: Path | None, progress: bool = True) -> SampleReport:
     """Sample 10 x ``samples_per_class`` digits (class by class) and report the run.
 
@@ -147,7 +133,7 @@ def run_sample(request: SampleRequest, model: DiT, output_dir: Path | None, prog
     bar = tqdm(desc="target calls", disable=not progress, unit="call")
     start = time.perf_counter()
     with torch.no_grad():
-        counted = _CallCounter(model, bar)
+        counted = CountingModel(model, bar)
         result: ChainResult | SpeculativeResult
         if request.drafter == PLAIN:
             result = sample_plain(counted, kernel, noise, generator=generator, conditioning={"y": labels})

@@ -57,8 +57,9 @@ class DemoResult:
     measured_cost: bool
 
 
-class _CountingModel:
-    """Forwards to the DiT and advances a progress bar by one per call."""
+class CountingModel:
+    """Forwards to the DiT (``model(x, t, y)``, and ``forward_first_k`` for an early-exit draft) and advances a
+    progress bar by one per target call."""
 
     def __init__(self, model: DiT | DeviceModel, bar: tqdm | None):
         self.model = model
@@ -155,7 +156,7 @@ def run_demo(
         bar = tqdm(total=steps, desc="plain DDPM", disable=not progress, unit="call")
         plain, plain_seconds = timed(
             lambda: sample_plain(
-                _CountingModel(runner, bar), kernel, noise, generator=generators(), conditioning={"y": labels}
+                CountingModel(runner, bar), kernel, noise, generator=generators(), conditioning={"y": labels}
             ),
             target,
         )
@@ -163,7 +164,7 @@ def run_demo(
         bar = tqdm(desc="speculative", disable=not progress, unit="call")  # fewer calls than steps: no total
         speculative, speculative_seconds = timed(
             lambda: sample(
-                _CountingModel(runner, bar),
+                CountingModel(runner, bar),
                 kernel,
                 noise,
                 drafter=FreeDrafter(),
