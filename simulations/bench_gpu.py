@@ -73,7 +73,7 @@ PRESETS = {
     "gpu": Preset(
         steps=(50, 100, 200, 1000),
         batches=(1, 64),
-        drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
+        drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
         windows=("8", "adaptive"),
         cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
         large_models=("S/2", "XL/2"),
@@ -84,7 +84,7 @@ PRESETS = {
     "gpu-host": Preset(
         steps=(200, 1000, 50, 100),  # the headline cells first, for a short lease
         batches=(1, 64),
-        drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
+        drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
         windows=("8", "adaptive"),
         cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
         large_models=(),
@@ -96,7 +96,7 @@ PRESETS = {
     "cpu": Preset(
         steps=(50, 200),
         batches=(1, 8),
-        drafters=("frozen", "free-reuse", "free-exit", "extrapolating"),
+        drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
         windows=("8", "adaptive"),
         cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 72, 136),
         large_models=("S/2",),
@@ -107,7 +107,7 @@ PRESETS = {
     "smoke": Preset(
         steps=(12,),
         batches=(2,),
-        drafters=("free-reuse", "free-exit"),
+        drafters=("free-nearest", "free-exit"),
         windows=("4", "adaptive"),
         cost_batches=(1, 2, 5, 10),
         large_models=(),
@@ -142,7 +142,6 @@ def cost_curve(
         with torch.no_grad():
             seconds.append(median_seconds(call, device, repeats))
     return seconds
-
 
 
 def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[[int], float]:

@@ -65,13 +65,13 @@ class Config:
 
 FULL = Config(
     dimensions=(2, 64, 1024),
-    drafters=("free-reuse", "frozen", "model"),
+    drafters=("free-nearest", "frozen", "model"),
     rules=("token-reflection", "block"),
     steps=100,
     samples=512,
     window=6,
 )
-SMOKE = Config(dimensions=(2,), drafters=("free-reuse", "model"), rules=("token-reflection", "block"), steps=20,
+SMOKE = Config(dimensions=(2,), drafters=("free-nearest", "model"), rules=("token-reflection", "block"), steps=20,
                samples=64, window=4)  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def run(config: Config, seed: int, progress: bool = True) -> list[Calibration]:
         for drafter in config.drafters
         for rule in config.rules
     ]
-    runs += [("mixture", config.dimensions[0], "free-reuse", "token-reflection", "scaled-delta")]
+    runs += [("mixture", config.dimensions[0], "free-nearest", "token-reflection", "scaled-delta")]
     runs += [("mixture", config.dimensions[0], "model", "block", "first-failure")]
     for problem_name, dimension, drafter, rule, control in runs:
         index += 1

@@ -104,14 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from simulations.common import KERNEL_NAMES
     from simulations.sampling import SAMPLE_DRAFTER_NAMES
+    from specdiff.sampler import DEFAULT_RULE
     from specdiff.verify import NAMED_RULES
 
     sample = commands.add_parser("sample", parents=common, help="sample a DiT: an image grid and the statistics")
     sample.add_argument("--model", default="digits", help="a shipped model's name or a dit_NAME.safetensors file")
     sample.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
     sample.add_argument("--kernel", choices=KERNEL_NAMES, default="ddpm")
-    sample.add_argument("--rule", choices=list(NAMED_RULES), default="block")
-    sample.add_argument("--drafter", choices=SAMPLE_DRAFTER_NAMES, default="free-reuse", help="'none': plain")
+    sample.add_argument("--rule", choices=[*NAMED_RULES, "adaptive"], default=DEFAULT_RULE)
+    sample.add_argument("--drafter", choices=SAMPLE_DRAFTER_NAMES, default="free-nearest", help="'none': plain")
     sample.add_argument("--window", default="adaptive", help="'adaptive' or a fixed window length")
     sample.add_argument("--samples-per-class", type=int, default=2, help="samples of each class (batch = 10 x this)")
     _output_option(sample, OUTPUT_ROOT / "sample", "sample.json and sample_grid.png")

@@ -23,9 +23,9 @@ from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, Frozen
 from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, Kernel, linear_schedule
 from specdiff.models.gmm import GaussianMixture, perturbed
 
-DRAFTER_NAMES = ("frozen", "free-reuse", "extrapolating", "model")
+DRAFTER_NAMES = ("frozen", "free-nearest", "free-committed", "extrapolating", "model")
 #: Drafters of a network target (the DiT): no independent draft model.
-NETWORK_DRAFTER_NAMES = ("frozen", "free-reuse", "free-exit", "extrapolating")
+NETWORK_DRAFTER_NAMES = ("frozen", "free-nearest", "free-committed", "free-exit", "extrapolating")
 #: The early-exit Free Drafter's blocks: the first 2 of the digits DiT's 4 blocks and its final layer.
 EXIT_BLOCKS = 2
 KERNEL_NAMES = ("ddpm", "ddim", "euler-ancestral")
@@ -88,8 +88,10 @@ def network_drafter(name: str, exit_blocks: int = EXIT_BLOCKS) -> Drafter:
     """A fresh drafter of a network target by name (one of ``NETWORK_DRAFTER_NAMES``)."""
     if name == "frozen":
         return FrozenDrafter()
-    if name == "free-reuse":
-        return FreeDrafter()
+    if name == "free-nearest":
+        return FreeDrafter(reuse="nearest")
+    if name == "free-committed":
+        return FreeDrafter(reuse="committed")
     if name == "free-exit":
         return FreeDrafter(exit_blocks=exit_blocks)
     if name == "extrapolating":

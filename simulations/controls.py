@@ -12,12 +12,13 @@ passed to the sampler in place of the exact rule:
 
 from __future__ import annotations
 
-from specdiff.verify import CONTROL_RULES, Rule, VerificationRule
+from specdiff.sampler import RuleName
+from specdiff.verify import CONTROL_RULES, VerificationRule
 
 CONTROLS: tuple[str, ...] = tuple(CONTROL_RULES)
 
 
-def rule_with_control(rule: Rule, control: str | None) -> Rule | VerificationRule:
+def rule_with_control(rule: RuleName, control: str | None) -> RuleName | VerificationRule:
     """The rule a run verifies with: ``rule`` itself, or the negative control named ``control`` (``None``: none)."""
     if control is None:
         return rule

@@ -22,17 +22,15 @@ from typing import Any
 import torch
 from scipy import stats
 
-from simulations.common import script_arguments, write_results
+from simulations.common import network_drafter, script_arguments, write_results
 from simulations.controls import rule_with_control
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.diagnostics import calibrate_run
-from specdiff.drafters import Drafter, FreeDrafter, FrozenDrafter
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DiT, load_pretrained
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
-from specdiff.sampler import sample, sample_plain
+from specdiff.sampler import RuleName, sample, sample_plain
 from specdiff.stats import ks_two_sample_projection, mmd_test
-from specdiff.verify import Rule
 
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "dit_exactness.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "dit_exactness.json"
@@ -61,15 +59,16 @@ FULL = Config(
     samples_per_class=100,
     steps=60,
     runs=(
-        ("block", "free-reuse", None, None),
-        ("token-reflection", "free-reuse", None, None),
+        ("token-reflection", "free-nearest", None, None),
+        ("block", "free-nearest", None, None),
+        ("adaptive", "free-nearest", None, None),
         ("block", "frozen", None, 8),
-        ("block", "free-reuse", "accept-always", 8),
+        ("block", "free-nearest", "accept-always", 8),
     ),
     permutations=29_999,
 )
 SMOKE = Config(
-    classes=(3,), samples_per_class=40, steps=10, runs=(("block", "free-reuse", None, 4),), permutations=2_999
+    classes=(3,), samples_per_class=40, steps=10, runs=(("block", "free-nearest", None, 4),), permutations=2_999
 )
 
 
@@ -92,10 +91,6 @@ class DiTCheck:
     predicted_steps_per_round: float
 
 
-def _drafter(name: str) -> Drafter:
-    return FrozenDrafter() if name == "frozen" else FreeDrafter()
-
-
 def class_p_value(first: torch.Tensor, second: torch.Tensor, seed: int, permutations: int) -> float:
     """Bonferroni-combined p-value of MMD and projected KS (8 random directions) between two image samples."""
     generator = torch.Generator().manual_seed(seed)
@@ -108,7 +103,7 @@ def class_p_value(first: torch.Tensor, second: torch.Tensor, seed: int, permutat
 def check(
     model: DiT,
     *,
-    rule: Rule,
+    rule: RuleName,
     drafter: str,
     control: str | None,
     classes: Sequence[int],
@@ -135,7 +130,7 @@ def check(
             model,
             kernel,
             speculative_noise,
-            drafter=_drafter(drafter),
+            drafter=network_drafter(drafter),
             window=window or AdaptiveWindow(),
             rule=rule_with_control(rule, control),
             generator=torch.Generator().manual_seed(seed + 3),

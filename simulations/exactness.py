@@ -52,9 +52,9 @@ from simulations.controls import CONTROLS, rule_with_control
 from simulations.provenance import REPOSITORY_ROOT
 from specdiff.models.gmm import gaussian_chain_marginals, perturbed
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
-from specdiff.sampler import sample, sample_plain
+from specdiff.sampler import RuleName, sample, sample_plain
 from specdiff.stats import compare_samplers, ks_one_sample_projection, random_directions
-from specdiff.verify import RULES, Rule, VerificationRule
+from specdiff.verify import RULES, VerificationRule
 
 DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "exactness.json"
 SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "exactness.json"
@@ -77,7 +77,7 @@ class Config:
     dimensions: tuple[int, ...]
     kernels: tuple[str, ...]
     drafters: tuple[str, ...]
-    rules: tuple[Rule, ...]
+    rules: tuple[RuleName, ...]
     steps: int
     samples: int
     samples_high_dimension: int  # for d >= 1024
@@ -92,7 +92,7 @@ FULL = Config(
     dimensions=(2, 64, 1024),
     kernels=KERNEL_NAMES,
     drafters=DRAFTER_NAMES,
-    rules=RULES,
+    rules=(*RULES, "adaptive"),
     steps=20,
     samples=4000,
     samples_high_dimension=2000,
@@ -105,7 +105,7 @@ FULL = Config(
 SMOKE = Config(
     dimensions=(2,),
     kernels=("ddpm",),
-    drafters=("free-reuse", "model"),
+    drafters=("free-nearest", "model"),
     rules=RULES,
     steps=10,
     samples=600,
@@ -151,7 +151,7 @@ def _speculate(
     problem: Problem,
     kernel_name: str,
     drafter: str,
-    rule: Rule | VerificationRule,
+    rule: RuleName | VerificationRule,
     policy: WindowPolicy,
     samples: int,
     steps: int,
@@ -200,7 +200,13 @@ def control_problem(dimension: int) -> Problem:
 
 
 def _closed_form_check(
-    config: Config, kernel_name: str, dimension: int, drafter: str, rule: Rule, seed: int, control: str | None = None
+    config: Config,
+    kernel_name: str,
+    dimension: int,
+    drafter: str,
+    rule: RuleName,
+    seed: int,
+    control: str | None = None,
 ) -> Check:
     start = time.perf_counter()
     if control is None:
@@ -233,7 +239,7 @@ def _closed_form_check(
     )
 
 
-def _plain_comparison_check(config: Config, dimension: int, drafter: str, rule: Rule, seed: int) -> Check:
+def _plain_comparison_check(config: Config, dimension: int, drafter: str, rule: RuleName, seed: int) -> Check:
     start = time.perf_counter()
     problem = mixture_problem(dimension)
     kernel = make_kernel("ddpm", config.steps)
@@ -308,7 +314,7 @@ def run(config: Config, seed: int, progress: bool = True) -> list[Check]:
                     )
                     report(checked(closed_form, seed + 100 * index))
     for dimension in config.comparison_dimensions:
-        for drafter in ("free-reuse", "model"):
+        for drafter in ("free-nearest", "model"):
             for rule in config.rules:
                 index += 1
                 comparison = partial(_plain_comparison_check, dimension=dimension, drafter=drafter, rule=rule)

@@ -15,7 +15,7 @@ unchanged figure does not change the file). Inputs are paths under the results f
 - ``exactness_qq``, from ``exactness.json``: (a) QQ plots of the speculative samples against the closed-form law,
   every configuration and the negative controls; (b) the same, detrended, with the pointwise band of an exact sampler.
 - ``speedup_heatmap``, from ``speedup.json``: steps per target call (top) over window and number of steps, per
-  dimension (block rule, free-reuse drafter), and (bottom, adaptive window) against the number of steps and against
+  dimension (block rule, free-nearest drafter), and (bottom, adaptive window) against the number of steps and against
   the dimension (both rules), and for every drafter against the dimension at the largest number of steps.
 - ``gpu_cost_curves``, from ``gpu/bench_gpu.json`` (with ``gpu/bench_gpu_host.json`` and ``bench_cpu.json`` when
   present): (a) seconds per network call against the states per call on the GPU, every model and early exit; (b) the
@@ -65,7 +65,7 @@ RESULTS = REPOSITORY_ROOT / "results"
 FIGURES = REPOSITORY_ROOT / "docs" / "figures"
 PNG_DPI = 150
 DIMENSION_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
-DRAFTER_MARKERS = {"free-reuse": "o", "frozen": "s", "model": "^", "extrapolating": "D", "free-exit": "v"}
+DRAFTER_MARKERS = {"free-nearest": "o", "frozen": "s", "model": "^", "extrapolating": "D", "free-exit": "v"}
 CONTROL_MARKERS = ("X", "P", "*", "h", "8")
 CONTROL_COLORS = ("tab:red", "tab:orange", "tab:pink", "tab:brown", "tab:olive", "tab:cyan")
 RULE_COLORS = {"token": "tab:blue", "block": "tab:red"}
@@ -364,7 +364,7 @@ def gain_figure(speedup: Payload, output_stem: Path) -> list[Path]:
 
     # (b) gain against the window at the largest number of steps: measured and predicted from the logged gaps.
     steps = max(gain["steps"] for gain in every_gain)
-    drafter = "free-reuse" if "free-reuse" in drafters else drafters[0]
+    drafter = "free-nearest" if "free-nearest" in drafters else drafters[0]
     for dimension in dimensions:
         rows = sorted(
             (g for g in gains if (g["steps"], g["dimension"], g["drafter"]) == (steps, dimension, drafter)),
@@ -417,7 +417,9 @@ def gain_figure(speedup: Payload, output_stem: Path) -> list[Path]:
     return _save(fig, output_stem)
 
 
-def speedup_figure(speedup: Payload, output_stem: Path, drafter: str = "free-reuse", rule: str = "block") -> list[Path]:
+def speedup_figure(
+    speedup: Payload, output_stem: Path, drafter: str = "free-nearest", rule: str = "block"
+) -> list[Path]:
     """Steps per target call over window, steps and dimension (see the module docstring)."""
     records = speedup["records"]
     drafters = list(dict.fromkeys(r["drafter"] for r in records))

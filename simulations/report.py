@@ -139,8 +139,8 @@ def speedup_table(results: Path) -> str:
                 adaptive = index[(steps, dimension, drafter, "block", "adaptive")]
                 row.append(f"{adaptive['steps_per_call']:.2f}")
             token, block = (
-                index[(steps, dimension, "free-reuse", "token", "8")],
-                index[(steps, dimension, "free-reuse", "block", "8")],
+                index[(steps, dimension, "free-nearest", "token", "8")],
+                index[(steps, dimension, "free-nearest", "block", "8")],
             )
             row.append(f"{token['steps_per_call']:.2f} / {block['steps_per_call']:.2f}")
             row.append(
@@ -152,11 +152,11 @@ def speedup_table(results: Path) -> str:
         "N",
         "d",
         *[f"{d}, block, adaptive" for d in drafters],
-        "free-reuse L=8 token / block",
+        "free-nearest L=8 token / block",
         "block gain measured (predicted)",
     ]
     summary = payload["summary"]
-    adaptive = [a for a in summary["adaptive"] if a["drafter"] == "free-reuse"]
+    adaptive = [a for a in summary["adaptive"] if a["drafter"] == "free-nearest"]
     worst_plain = max(adaptive, key=lambda a: a["excess_over_plain"])
     worst_best = max(adaptive, key=lambda a: a["excess_over_best"])
     gains = summary["gains"]

@@ -1,9 +1,9 @@
 """``specdiff demo``: plain vs speculative sampling of the shipped DiT trained on the 8x8 digits.
 
 The same initial noises and per-sample seeds are sampled twice in one process, with the same model, batch,
-precision and device: plain DDPM ancestral sampling (one target call per step) and speculative sampling (block
-rule, the reuse Free Drafter, the adaptive window weighing the expected gain against the measured cost of a call on
-m states per sample). Both outputs are exactly distributed as the DDPM sampler; the
+precision and device: plain DDPM ancestral sampling (one target call per step) and speculative sampling (the
+default rule, the reuse Free Drafter, the adaptive window weighing the expected gain against the measured cost of a
+call on m states per sample). Both outputs are exactly distributed as the DDPM sampler; the
 demo reports sequential target calls, wall time, the measured steps per round against the theory's prediction for
 the logged gaps (``specdiff.diagnostics``), and writes the two sample grids side by side.
 
@@ -27,7 +27,7 @@ from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DiT, load_pretrained
 from specdiff.placement import DeviceModel
 from specdiff.policies import AdaptiveWindow
-from specdiff.sampler import sample, sample_plain
+from specdiff.sampler import DEFAULT_RULE, sample, sample_plain
 from specdiff.timing import median_seconds, timed
 
 
@@ -169,20 +169,20 @@ def run_demo(
                 noise,
                 drafter=FreeDrafter(),
                 window=AdaptiveWindow(max_window=max_window, batch_cost=cost_curve if measured_cost else None),
-                rule="block",
+                rule=DEFAULT_RULE,
                 generator=generators(),
                 conditioning={"y": labels},
             ),
             target,
         )
         bar.close()
-    calibration = calibrate_run(speculative, "block")
+    calibration = calibrate_run(speculative, DEFAULT_RULE)
     result = DemoResult(
         device=str(target) if target.type == "cpu" else torch.cuda.get_device_name(target),
         steps=steps,
         batch=batch,
-        rule="block",
-        drafter="free-reuse",
+        rule=DEFAULT_RULE,
+        drafter="free-nearest",
         max_window=max_window,
         seed=seed,
         plain_target_calls=plain.target_calls,
@@ -248,8 +248,9 @@ def format_demo(result: DemoResult) -> str:
             f"{'':<26}{'plain':>10}{'speculative':>14}",
             f"{'sequential target calls':<26}{result.plain_target_calls:>10}{result.speculative_target_calls:>14}",
             f"{'wall time (s)':<26}{result.plain_wall_seconds:>10.2f}{result.speculative_wall_seconds:>14.2f}",
-            f"speculative: block rule, Free Drafter (reuse), adaptive window (max {result.max_window}, mean "
-            f"{result.mean_window:.1f}, {'measured' if result.measured_cost else 'flat'} cost model); "
+            f"speculative: {result.rule} rule, Free Drafter ({result.drafter}), adaptive window (max "
+            f"{result.max_window}, mean {result.mean_window:.1f}, "
+            f"{'measured' if result.measured_cost else 'flat'} cost model); "
             f"{result.plain_steps} sample-steps taken plainly",
             f"a call on {result.max_window + 1} states per sample costs {result.batch_cost_ratio:.1f}x a call on one "
             f"on this device (about 1x on a GPU at small batch)",

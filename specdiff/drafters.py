@@ -6,14 +6,17 @@ the acceptance, and so the speed, does. Each drafter reports its cost in target-
 window policy (``specdiff.policies``) weighs against the expected gain.
 
 Model-level drafters see the target through a :class:`ModelChain` (a model, a kernel and the per-sample
-conditioning) and receive, after each verification pass, the target predictions at the last two evaluated states of
-each sample's committed trajectory (:meth:`Drafter.observe`). The drafters:
+conditioning) and receive, after each verification pass, every prediction of its batched target call together with
+what was accepted (:meth:`Drafter.observe_round`, a :class:`RoundObservation`); by default they keep the predictions
+at the last two evaluated states of each sample's committed trajectory (:meth:`Drafter.observe`). The drafters:
 
 - :class:`FrozenDrafter` (De Bortoli et al.): one target call at the window root, its prediction reused for every
   step with that step's own coefficients. The first step is exact; a round costs two sequential calls.
-- :class:`FreeDrafter` (self-speculative, training-free): (a) *reuse* the latest target prediction computed by the
-  previous verification pass, so a round costs one sequential call; (b) *early exit*: the first ``exit_blocks``
-  blocks of the target and its final layer (a model with ``forward_first_k``), costing about K/depth per step.
+- :class:`FreeDrafter` (self-speculative, training-free): (a) *reuse* a target prediction computed by the previous
+  verification pass, so a round costs one sequential call: the one at the evaluated state nearest to the new root
+  (``reuse="nearest"``, after a rejection the rejected draft's, at the new root's own step) or the one at the last
+  committed state (``reuse="committed"``); (b) *early exit*: the first ``exit_blocks`` blocks of the target and its
+  final layer (a model with ``forward_first_k``), costing about K/depth per step.
 - :class:`ExtrapolatingDrafter`: the prediction extrapolated linearly in the step index from the last two target
   evaluations (free).
 - :class:`ModelDrafter`: an independent (cheaper) model with the same interface as the target.
@@ -23,10 +26,57 @@ each sample's committed trajectory (:meth:`Drafter.observe`). The drafters:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
 from specdiff.chain import Model, ModelChain
+from specdiff.verify import take_column
+
+Reuse = Literal["nearest", "committed"]
+REUSE_MODES: tuple[str, ...] = get_args(Reuse)
+
+
+@dataclass(frozen=True)
+class RoundObservation:
+    """What a verification pass tells the drafter: every prediction of the round's batched target call.
+
+    Attributes
+    ----------
+    roots : Tensor, shape (B,), long
+        Each sample's root step (N for a finished sample).
+    lengths : Tensor, shape (B,), long
+        Each sample's window L (0: a plain step).
+    accepted : Tensor, shape (B,), long
+        Accepted drafted steps (the committed trajectory holds window columns ``0..accepted``).
+    states : Tensor, shape (B, L_max + 1, *event)
+        The window's states: column 0 the root, column j the j-th drafted state, at step ``roots + j``.
+    predictions : Tensor, shape (B, L_max + 1, ...)
+        The target's predictions at every window column.
+    active : Tensor, shape (B,), bool
+        The samples that ran this round.
+    block : Tensor, shape (B,), bool
+        Whether the block rule verified the sample's window (False: a token rule).
+    horizon : int
+        N, the number of steps.
+    """
+
+    roots: torch.Tensor
+    lengths: torch.Tensor
+    accepted: torch.Tensor
+    states: torch.Tensor
+    predictions: torch.Tensor
+    active: torch.Tensor
+    block: torch.Tensor
+    horizon: int
+
+    def column(self, column: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(steps (B,), predictions (B, ...), seen (B,) bool)`` at window column ``column`` (B,) of each sample;
+        ``seen`` is False where the column is before the root, at the horizon or the sample did not run."""
+        seen = (column >= 0) & (self.roots + column < self.horizon) & self.active
+        column = column.clamp(min=0)
+        return self.roots + column, take_column(self.predictions, column), seen
 
 
 class Drafter:
@@ -75,9 +125,18 @@ class Drafter:
         """
 
     def observe_all(self, steps: torch.Tensor, predictions: torch.Tensor, mask: torch.Tensor) -> None:
-        """:meth:`observe` for every sample of the batch at once, recording the rows where ``mask`` (B,) is True
-        (what the sampler calls every round; a drafter with memory overrides it with whole-batch operations)."""
+        """:meth:`observe` for every sample of the batch at once, recording the rows where ``mask`` (B,) is True (a
+        drafter with memory overrides it with whole-batch operations)."""
         self.observe(torch.arange(mask.shape[0], device=mask.device), steps, predictions, mask)
+
+    def observe_round(self, observation: RoundObservation) -> None:
+        """Learn from a verification pass (what the sampler calls every round, with no host reads).
+
+        By default the predictions at the last two evaluated states of each sample's committed trajectory (window
+        columns ``accepted - 1`` and ``accepted``) are passed to :meth:`observe_all`, in trajectory order.
+        """
+        for lag in (1, 0):
+            self.observe_all(*observation.column(observation.accepted - lag))
 
     def _model_chain(self) -> ModelChain:
         chain = getattr(self, "chain", None)
@@ -185,26 +244,44 @@ class FreeDrafter(_PredictionMemory):
     Parameters
     ----------
     exit_blocks : int, optional
-        None (default): *reuse*, the latest target prediction from the previous verification pass, mapped through
-        each drafted step's own coefficients; free, so a round costs one sequential call. An int K: *early exit*,
-        the first K blocks of the target and its final layer evaluated at each drafted state.
+        None (default): *reuse* a target prediction from the previous verification pass, mapped through each
+        drafted step's own coefficients; free, so a round costs one sequential call. An int K: *early exit*, the
+        first K blocks of the target and its final layer evaluated at each drafted state.
     draft_cost_per_step : float, optional
         Cost of a drafted step in target calls; defaults to 0 for reuse and ``K / depth`` for early exit (the
         model's ``depth`` attribute), which a measured ratio can replace.
+    reuse : {"nearest", "committed"}
+        Which prediction the reuse draft takes. ``"committed"``: the one at the last committed state (window column
+        ``accepted``), one step stale. ``"nearest"`` (default): after a rejection, of the last committed state and
+        the rejected draft (column ``accepted + 1``, at the new root's own step), the one nearer to the new root in
+        Euclidean distance, measured when the round is drafted. After a token rule's rejection the reflection
+        residual keeps the draft's noise orthogonal to the gap, so the new root lands close to the rejected draft;
+        after a block rule's rejection that noise is drawn afresh, and which one is nearer depends on the step's
+        noise against its drift. After a full acceptance it is the last committed state, as for ``"committed"``.
+        Ignored by early exit.
     """
 
-    def __init__(self, exit_blocks: int | None = None, draft_cost_per_step: float | None = None):
+    def __init__(
+        self, exit_blocks: int | None = None, draft_cost_per_step: float | None = None, reuse: Reuse = "nearest"
+    ):
         if exit_blocks is not None and (isinstance(exit_blocks, bool) or not isinstance(exit_blocks, int)):
             raise ValueError(f"exit_blocks must be None or a positive int, got {exit_blocks!r}")
         if exit_blocks is not None and exit_blocks < 1:
             raise ValueError(f"exit_blocks must be >= 1, got {exit_blocks}")
+        if reuse not in REUSE_MODES:
+            raise ValueError(f"reuse must be one of {REUSE_MODES}, got {reuse!r}")
         self.exit_blocks = exit_blocks
+        self.reuse: Reuse = reuse
         self._given_cost = None if draft_cost_per_step is None else _check_cost(draft_cost_per_step, "draft_cost")
-        self.name = "free-reuse" if exit_blocks is None else f"free-exit{exit_blocks}"
+        self.name = f"free-{reuse}" if exit_blocks is None else f"free-exit{exit_blocks}"
         self.draft_cost_per_step = 0.0 if self._given_cost is None else self._given_cost
 
-    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
-        super().reset(batch, chain, device)
+    def __repr__(self) -> str:
+        if self.exit_blocks is not None:
+            return f"FreeDrafter(exit_blocks={self.exit_blocks})"
+        return f"FreeDrafter(reuse={self.reuse!r})"
+
+    def _check_exit_model(self) -> None:
         if self.exit_blocks is not None:
             model = self._model_chain().model
             if getattr(model, "forward_first_k", None) is None:
@@ -222,12 +299,55 @@ class FreeDrafter(_PredictionMemory):
             return torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
         return super().ready(rows)
 
+    def reset(self, batch: int, chain: ModelChain | None, device: torch.device | str = "cpu") -> None:
+        super().reset(batch, chain, device)
+        # "nearest": the candidates' states and the rejected draft's prediction, (B, *event) once observed.
+        self._committed_state: torch.Tensor | None = None
+        self._rejected_state: torch.Tensor | None = None
+        self._rejected_prediction: torch.Tensor | None = None
+        self._window_prediction: torch.Tensor | None = None
+        self._check_exit_model()
+
+    def observe_round(self, observation: RoundObservation) -> None:
+        super().observe_round(observation)
+        if self.exit_blocks is not None or self.reuse == "committed":
+            return
+        # The rejected draft: column accepted + 1 where the window rejected a step, else the committed state itself.
+        committed = observation.accepted
+        rejected = torch.minimum(committed + 1, observation.lengths)
+        _, _, seen = observation.column(committed)
+        wide = seen.reshape((-1,) + (1,) * (observation.states.dim() - 2))
+        candidates = (
+            take_column(observation.states, committed),
+            take_column(observation.states, rejected),
+            take_column(observation.predictions, rejected),
+        )
+        if self._committed_state is None:
+            self._committed_state, self._rejected_state, self._rejected_prediction = (
+                torch.zeros_like(value) for value in candidates
+            )
+        assert self._rejected_state is not None and self._rejected_prediction is not None
+        memory = (self._committed_state, self._rejected_state, self._rejected_prediction)
+        self._committed_state, self._rejected_state, self._rejected_prediction = (
+            torch.where(wide, new.to(old.dtype), old) for new, old in zip(candidates, memory, strict=True)
+        )
+
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
         chain = self._model_chain()
         if self.exit_blocks is not None:
             predictions = chain.predict_first_blocks(states, steps, rows, self.exit_blocks)
-        else:
+        elif self.reuse == "committed" or self._committed_state is None:
             predictions = self._memory(rows, states)[0]
+        elif slot == 0:  # at the root: choose the candidate nearer to it, for the whole window
+            assert self._rejected_state is not None and self._rejected_prediction is not None
+            to_committed = (states - self._committed_state[rows]).flatten(1).square().sum(dim=1)
+            to_rejected = (states - self._rejected_state[rows]).flatten(1).square().sum(dim=1)
+            nearer = (to_rejected < to_committed).reshape((-1,) + (1,) * (states.dim() - 1))
+            predictions = torch.where(nearer, self._rejected_prediction[rows], self._memory(rows, states)[0])
+            self._window_prediction = predictions
+        else:
+            assert self._window_prediction is not None
+            predictions = self._window_prediction
         return chain.means(states, predictions, steps)
 
 

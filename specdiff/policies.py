@@ -53,6 +53,8 @@ class WindowPolicy:
 
     probes_plain_steps = False
     max_window = 0
+    #: Whether the policy can choose the rule (token-reflection or block) per sample and round: ``rule="adaptive"``.
+    chooses_rules = False
 
     def reset(
         self,
@@ -70,8 +72,15 @@ class WindowPolicy:
         for every sample of the batch."""
         raise NotImplementedError
 
-    def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
-        """Record the gaps (k, L) of the drafted positions 1..L of samples ``rows`` (NaN where not drafted)."""
+    def block_rule(self, rows: torch.Tensor) -> torch.Tensor:
+        """Whether samples ``rows`` (k,) verify their window of the round just planned with the block rule (True)
+        or with token-reflection (False), (k,) bool; only asked of a policy that :attr:`chooses_rules`, after
+        :meth:`windows`."""
+        raise NotImplementedError(f"{type(self).__name__} does not choose rules")
+
+    def observe(self, rows: torch.Tensor, deltas: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Record the gaps (k, L) of the drafted positions 1..L of samples ``rows`` (NaN where not drafted), whose
+        windows this round were ``lengths`` (k,) (0: a plain step)."""
 
 
 class FixedWindow(WindowPolicy):
@@ -138,7 +147,8 @@ class AdaptiveWindow(WindowPolicy):
         For a drafter with a cost, the number of plain steps after which a window of 1 is tried again.
     tolerance : float
         The smallest window whose predicted speedup is within this relative tolerance of the best is chosen, so a
-        draft that is never accepted (all windows predicted alike) gives plain steps.
+        draft that is (almost) never accepted gives plain steps: with a flat cost and a free drafter any window
+        promising a positive acceptance would otherwise beat a plain step, however small the promise.
     round_overhead : float
         The sampler's own extra cost of a speculative round over a plain step (drafting, verification, bookkeeping),
         in units of one target call on one state per sample, ``c(1)``; added to every speculative round's cost like a
@@ -151,6 +161,17 @@ class AdaptiveWindow(WindowPolicy):
     the token rule's steps per round (exact for the observed gaps), multiplied for the block rule by the exact
     block-over-token gain of a constant gap equal to the window's mean gap
     (:func:`theory.cost.constant_gap_block_gain`).
+
+    With ``rule="adaptive"`` the policy also chooses, per sample and round, between token-reflection and block. The
+    rule decides where the next round's root lands: after a rejection, reflection keeps the draft's noise orthogonal
+    to the gap, so the new root stays near the rejected draft (whose prediction a ``"nearest"`` reuse drafter then
+    drafts from), while the block rule's residual draws that noise afresh. So the policy keeps two gap profiles per
+    sample, one for rounds whose root was committed by a token round and one for rounds whose root was committed by
+    a block round, predicts the steps per round of every (rule, window) from the matching profile, and takes the
+    best: the comparison of the two rules run in their own steady state. A profile never observed counts as gap 0
+    (so each rule is tried), and after ``probe_every`` consecutive verified rounds with one rule the other is tried
+    once, to keep its profile current. The choice is a function of the sample's past only, so every round stays
+    exact.
     """
 
     def __init__(
@@ -185,6 +206,8 @@ class AdaptiveWindow(WindowPolicy):
         self._gain_table = _gain_table(self.max_window)  # (G, W + 1)
         self.reset(0, 0.0, 0.0)
 
+    chooses_rules = True
+
     def reset(
         self,
         batch: int,
@@ -203,6 +226,13 @@ class AdaptiveWindow(WindowPolicy):
         #: Running average of the gap per sample and window position, NaN where never observed; (B, W) float64.
         self.gaps = torch.full((batch, self.max_window), math.nan, dtype=torch.float64, device=device)
         self.plain_steps = torch.zeros(batch, dtype=torch.long, device=device)
+        #: With rule "adaptive": the gap profile of rounds whose root a block round committed (``gaps`` then holds
+        #: the token rounds'), whether each sample's current root came from a block round, the rule chosen for the
+        #: round just planned, and the verified rounds in a row with that rule.
+        self.block_gaps = torch.full_like(self.gaps, math.nan)
+        self.root_from_block = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.chosen_block = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.rounds_with_rule = torch.zeros(batch, dtype=torch.long, device=device)
 
     def _profiles(self, gaps: torch.Tensor) -> torch.Tensor:
         """Gap profiles (k, W): observed averages, held constant beyond the furthest observed position."""
@@ -212,21 +242,50 @@ class AdaptiveWindow(WindowPolicy):
         last = gaps.gather(1, (furthest - 1).clamp(min=0))
         return torch.where(observed, gaps, last).nan_to_num(0.0)
 
-    def windows(self, rows: torch.Tensor) -> torch.Tensor:
-        gaps = self.gaps[rows]
-        seen = ~torch.isnan(gaps).all(dim=1)
-        profiles = self._profiles(gaps)
+    def _steps(self, profiles: torch.Tensor, block: bool) -> torch.Tensor:
+        """Predicted steps per round (k, W + 1) of every window 0..W from the gap profiles (k, W)."""
         # Token steps per round of every window 0..W: 1 + sum_{i <= L} prod_{j <= i} alpha(delta_j)   (docs/theory.md)
         accept = 2.0 * torch.special.ndtr(-0.5 * profiles)
         survival = accept.cumprod(dim=1)
         steps = 1.0 + torch.cat([torch.zeros_like(survival[:, :1]), survival.cumsum(dim=1)], dim=1)
-        if self.rule == "block":
-            steps = _block_steps(steps, self._block_gains(profiles))
-        speedups = steps / self._costs
-        # The smallest window within `tolerance` of the best: a draft that is never accepted gives a plain step.
+        return _block_steps(steps, self._block_gains(profiles)) if block else steps
+
+    def _best_window(self, speedups: torch.Tensor) -> torch.Tensor:
+        """The smallest window within ``tolerance`` of the best predicted speedup (k,): a draft that is never
+        accepted gives a plain step."""
         best = speedups.amax(dim=1, keepdim=True)
-        choice = torch.argmax((speedups >= (1.0 - self.tolerance) * best).to(torch.uint8), dim=1)
+        return torch.argmax((speedups >= (1.0 - self.tolerance) * best).to(torch.uint8), dim=1)
+
+    def windows(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.rule == "adaptive":
+            return self._windows_and_rules(rows)
+        gaps = self.gaps[rows]
+        seen = ~torch.isnan(gaps).all(dim=1)
+        speedups = self._steps(self._profiles(gaps), self.rule == "block") / self._costs
+        choice = torch.where(seen, self._best_window(speedups), self.initial_window)
+        return self._plain_step_budget(rows, choice)
+
+    def _windows_and_rules(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rule "adaptive": the best (rule, window) from each rule's own gap profile (class notes)."""
+        token_gaps, block_gaps = self.gaps[rows], self.block_gaps[rows]
+        token = self._steps(self._profiles(token_gaps), block=False) / self._costs
+        block = self._steps(self._profiles(block_gaps), block=True) / self._costs
+        use_block = block.amax(dim=1) > token.amax(dim=1)
+        # Try the other rule once after `probe_every` verified rounds in a row with the same one.
+        use_block ^= self.rounds_with_rule[rows] >= self.probe_every
+        choice = self._best_window(torch.where(use_block[:, None], block, token))
+        seen = ~(torch.isnan(token_gaps).all(dim=1) & torch.isnan(block_gaps).all(dim=1))
         choice = torch.where(seen, choice, self.initial_window)
+        self.chosen_block[rows] = use_block
+        return self._plain_step_budget(rows, choice)
+
+    def block_rule(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.rule != "adaptive":
+            return torch.full(rows.shape, self.rule == "block", dtype=torch.bool, device=rows.device)
+        return self.chosen_block[rows]
+
+    def _plain_step_budget(self, rows: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """Count plain steps, and retry a costly drafter with a window of 1 after ``probe_every`` of them."""
         plain_steps = self.plain_steps[rows]
         if not self.probes_plain_steps:
             choice = torch.where((choice == 0) & (plain_steps >= self.probe_every), 1, choice)
@@ -245,7 +304,9 @@ class AdaptiveWindow(WindowPolicy):
         """Block-over-token gain (k, W) of each window, from the exact constant-gap gain at the mean gap of the
         window's positions, interpolated linearly in ``log delta`` on the fixed grid (uniform in ``log delta``)."""
         windows = torch.arange(1, self.max_window + 1, device=profiles.device)
-        mean_gaps = profiles.cumsum(dim=1) / windows
+        # The constant gap with the window's mean acceptance: a mean of the gaps themselves would let one far-off
+        # position (alpha ~ 0) set a huge gap, whose large gain would then multiply the well-accepted positions too.
+        mean_gaps = _gap(_acceptance(profiles).cumsum(dim=1) / windows)
         logs = torch.log(mean_gaps.clamp(_GAIN_GRID[0], _GAIN_GRID[-1]))
         position = (logs - _LOG_GAIN_GRID[0]) / _LOG_GAIN_STEP
         lower = position.floor().clamp(0, _GAIN_GRID.size - 2).long()
@@ -255,14 +316,42 @@ class AdaptiveWindow(WindowPolicy):
         above = flat[(lower + 1) * (self.max_window + 1) + windows]
         return below + fraction * (above - below)
 
-    def observe(self, rows: torch.Tensor, deltas: torch.Tensor) -> None:
-        observed = deltas.to(torch.float64)[:, : self.max_window]
+    def observe(self, rows: torch.Tensor, deltas: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        observed = _held_beyond(deltas.to(torch.float64)[:, : self.max_window], self.max_window)
         width = observed.shape[1]
-        current = self.gaps[rows, :width]
-        blended = torch.where(
-            torch.isnan(current), observed, (1 - self.smoothing) * current + self.smoothing * observed
+        if self.rule != "adaptive":
+            self.gaps[rows, :width] = self._blended(self.gaps[rows, :width], observed)
+            return
+        if lengths is None:
+            raise ValueError("rule 'adaptive' needs the round's window lengths")
+        # The gaps of this round go to the profile of the rule that committed its root.
+        # The gaps of this round go to the profile of the rule that committed its root.
+        from_block = self.root_from_block[rows]
+        token_gaps, block_gaps = self.gaps[rows, :width], self.block_gaps[rows, :width]
+        self.gaps[rows, :width] = torch.where(from_block[:, None], token_gaps, self._blended(token_gaps, observed))
+        self.block_gaps[rows, :width] = torch.where(
+            from_block[:, None], self._blended(block_gaps, observed), block_gaps
         )
-        self.gaps[rows, :width] = torch.where(torch.isnan(observed), current, blended)
+        verified, used_block = lengths > 0, self.chosen_block[rows]
+        same = verified & (used_block == from_block)
+        self.rounds_with_rule[rows] = torch.where(
+            verified, torch.where(same, self.rounds_with_rule[rows] + 1, 1), self.rounds_with_rule[rows]
+        )
+        self.root_from_block[rows] = torch.where(verified, used_block, from_block)
+
+    def _blended(self, current: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """The running averages ``current`` (k, w) updated with the gaps ``observed`` (k, w) where not NaN.
+
+        The average is taken over the token acceptance ``alpha(delta) = 2 Phi(-delta / 2)`` and mapped back to a gap,
+        so that one huge gap (a draft far off, alpha ~ 0) weighs as one rejection, not as a gap that takes many rounds
+        to average away; the token steps per round depend on the gaps through ``alpha`` only."""
+        current_accept, observed_accept = _acceptance(current), _acceptance(observed)
+        blended = torch.where(
+            torch.isnan(current),
+            observed_accept,
+            (1 - self.smoothing) * current_accept + self.smoothing * observed_accept,
+        )
+        return torch.where(torch.isnan(observed), current, _gap(blended))
 
     def __repr__(self) -> str:
         overhead = f", round_overhead={self.round_overhead:g}" if self.round_overhead else ""
@@ -280,3 +369,26 @@ def _block_steps(token_steps: torch.Tensor, gains: torch.Tensor) -> torch.Tensor
     """
     raw = torch.cat([token_steps[:, :1], token_steps[:, 1:] * gains], dim=1)
     return token_steps + (raw - token_steps).cummax(dim=1).values
+
+
+def _held_beyond(deltas: torch.Tensor, max_window: int) -> torch.Tensor:
+    """A round's gaps (k, w) as observations of all W positions (k, W): positions beyond a row's furthest observed one
+    take its gap (NaN rows stay NaN), so a window that shrank does not keep stale gaps at the positions it no longer
+    drafts (they would stop it from growing again)."""
+    padded = torch.cat([deltas, deltas.new_full((deltas.shape[0], max_window - deltas.shape[1]), math.nan)], dim=1)
+    seen = ~torch.isnan(padded)
+    positions = torch.arange(1, max_window + 1, device=deltas.device)
+    furthest = (seen.long() * positions).amax(dim=1, keepdim=True)  # 0 where nothing was observed
+    last = padded.gather(1, (furthest - 1).clamp(min=0))
+    return torch.where(seen | (furthest == 0), padded, last)
+
+
+def _acceptance(gaps: torch.Tensor) -> torch.Tensor:
+    """The token acceptance probability ``alpha(delta) = 2 Phi(-delta / 2)`` of gaps (NaN stays NaN)."""
+    return 2.0 * torch.special.ndtr(-0.5 * gaps)
+
+
+def _gap(acceptance: torch.Tensor) -> torch.Tensor:
+    """The gap of an acceptance probability, the inverse of :func:`_acceptance`: ``-2 Phi^-1(alpha / 2)``, capped at
+    the largest gap whose acceptance is not rounded to 0 in float64 (about 75)."""
+    return -2.0 * torch.special.ndtri(0.5 * acceptance.clamp(min=1e-300))

@@ -39,11 +39,12 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
 from specdiff.chain import Model, ModelChain, kernel_sigmas
-from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter
+from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter, RoundObservation
 from specdiff.kernels import Kernel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.randomness import (
@@ -60,12 +61,14 @@ from specdiff.residual import _expand, gaussian_step
 from specdiff.verify import (
     BlockRule,
     Rule,
+    RuleChoice,
     VerificationRule,
     Window,
     WindowRandomness,
     resolve_rule,
     take_column,
     verify,
+    verify_chosen,
 )
 
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -128,6 +131,9 @@ class SpeculativeResult:
         Per round, the (k,) window length L_r of each verified sample.
     steps : list of Tensor
         Per round, the (k,) step index of each verified window's root.
+    block_verified : list of Tensor
+        Per round, the (k,) bool: whether the block rule verified each verified window (all True with
+        ``rule="block"``, all False with a token rule, the policy's choice with ``rule="adaptive"``).
     sample_rounds : Tensor, shape (B,)
         Rounds each sample took part in: its own sequential target calls (a batch of one would make as many).
     sample_draft_cost : Tensor, shape (B,)
@@ -147,6 +153,7 @@ class SpeculativeResult:
     weights: list[torch.Tensor] = field(default_factory=list)
     windows: list[torch.Tensor] = field(default_factory=list)
     steps: list[torch.Tensor] = field(default_factory=list)
+    block_verified: list[torch.Tensor] = field(default_factory=list)
     sample_rounds: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     sample_draft_cost: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
     wall_seconds: float = 0.0
@@ -160,6 +167,22 @@ class SpeculativeResult:
     def sequential_cost(self) -> float:
         """Target calls plus the drafts' cost, in target-call units."""
         return self.target_calls + self.draft_cost
+
+    @property
+    def sample_sequential_cost(self) -> torch.Tensor:
+        """Each sample's own sequential cost (B,) float64 in target calls: its rounds plus its draft cost (what it
+        would cost sampled alone)."""
+        return self.sample_rounds.double() + self.sample_draft_cost
+
+    @property
+    def rows_per_round(self) -> float:
+        """Target rows a sample's round evaluates, ``L + 1`` for a window of L (1 for a plain step), averaged over
+        every sample's rounds (what a sample sampled alone would evaluate per call)."""
+        rounds = float(self.sample_rounds.sum())
+        if rounds == 0:
+            return float("nan")
+        windows = torch.cat(self.windows).double() if self.windows else torch.zeros(0, dtype=torch.float64)
+        return (float(windows.sum()) + rounds) / rounds
 
     _horizon: int = 0
 
@@ -280,6 +303,26 @@ def plain_chain(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+RuleName = Rule | Literal["adaptive"]
+"""A rule's name: one of ``specdiff.verify.RULES``, or ``"adaptive"`` (the window policy chooses token-reflection or
+block per sample and round)."""
+
+SamplerRule = RuleName | VerificationRule | RuleChoice
+"""A verification rule: its name or a rule object."""
+
+#: The rule of :func:`sample` by default (chosen from the measurements of ``simulations.speedup``,
+#: ``simulations.dit_speedup`` and ``simulations.peer_gm``).
+DEFAULT_RULE: Rule = "token-reflection"
+
+
+def _as_rule(rule: SamplerRule, policy: WindowPolicy) -> VerificationRule | RuleChoice:
+    if isinstance(rule, RuleChoice) or rule == "adaptive":
+        if not policy.chooses_rules:
+            raise ValueError(f"rule 'adaptive' needs a window policy that chooses rules (AdaptiveWindow), got {policy}")
+        return rule if isinstance(rule, RuleChoice) else RuleChoice()
+    return resolve_rule(rule)
+
+
 def _as_policy(window: int | WindowPolicy) -> WindowPolicy:
     if isinstance(window, WindowPolicy):
         return window
@@ -299,7 +342,7 @@ def speculative_chain(
     x_init: torch.Tensor,
     *,
     window: int | WindowPolicy,
-    rule: Rule | VerificationRule,
+    rule: SamplerRule,
     generator: Generators,
     compile: bool = False,
 ) -> SpeculativeResult:
@@ -317,7 +360,9 @@ def speculative_chain(
     x_init : Tensor, shape (B, *event), float32 or float64
     window : int or WindowPolicy
         Maximum drafted steps per round (>= 1), or a policy choosing it per sample and round.
-    rule : {"token-reflection", "token-residual", "block"} or a rule object of ``specdiff.verify``
+    rule : {"token-reflection", "token-residual", "block", "adaptive"} or a rule object of ``specdiff.verify``
+        ``"adaptive"``: the window policy (an :class:`~specdiff.policies.AdaptiveWindow`) chooses token-reflection or
+        block per sample and round.
     generator : torch.Generator or sequence of B generators
     compile : bool
         Run the sampler's own work of a round through ``torch.compile`` (the round's width is then always the
@@ -333,8 +378,9 @@ def speculative_chain(
         means = target_mean(states, steps)
         return means, means
 
+    policy = _as_policy(window)
     return _speculate(
-        evaluate, drafter, None, sigmas, x_init, _Options(_as_policy(window), resolve_rule(rule), generator, compile)
+        evaluate, drafter, None, sigmas, x_init, _Options(policy, _as_rule(rule, policy), generator, compile)
     )
 
 
@@ -345,7 +391,7 @@ def sample(
     *,
     drafter: Drafter | None = None,
     window: int | WindowPolicy | None = None,
-    rule: Rule | VerificationRule = "block",
+    rule: SamplerRule = DEFAULT_RULE,
     generator: Generators,
     conditioning: Mapping[str, torch.Tensor] | None = None,
     compile: bool = False,
@@ -362,10 +408,13 @@ def sample(
     x_init : Tensor, shape (B, *event), float32 or float64
         Initial states, typically ``kernel.prior_std * randn``.
     drafter : Drafter, optional
-        Default: the reuse :class:`~specdiff.drafters.FreeDrafter`.
+        Default: the reuse :class:`~specdiff.drafters.FreeDrafter` (``reuse="nearest"``).
     window : int or WindowPolicy, optional
         Default: :class:`~specdiff.policies.AdaptiveWindow` (at most 16 steps, minimizing target calls).
-    rule : {"token-reflection", "token-residual", "block"} or a rule object of ``specdiff.verify``
+    rule : {"token-reflection", "token-residual", "block", "adaptive"} or a rule object of ``specdiff.verify``
+        As in :func:`speculative_chain`. Default ``"token-reflection"``: with the default drafter it commits the
+        most steps per call on the digits DiT, the Gaussian mixtures above d = 2 and the peer benchmark
+        (``docs/results.md``, "Drafters and rules").
     generator : torch.Generator or sequence of B generators
     conditioning : mapping of str to Tensor (B, ...), optional
         Per-sample keyword arguments of the model (e.g. ``{"y": labels}``).
@@ -378,9 +427,8 @@ def sample(
     """
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
     _check_conditioning(chain, x_init)
-    options = _Options(
-        _as_policy(AdaptiveWindow() if window is None else window), resolve_rule(rule), generator, compile
-    )
+    policy = _as_policy(AdaptiveWindow() if window is None else window)
+    options = _Options(policy, _as_rule(rule, policy), generator, compile)
     return _speculate(
         chain.evaluate, FreeDrafter() if drafter is None else drafter, chain, kernel_sigmas(kernel), x_init, options
     )
@@ -420,7 +468,7 @@ def _check_conditioning(chain: ModelChain, x_init: torch.Tensor) -> None:
 @dataclass(frozen=True)
 class _Options:
     policy: WindowPolicy
-    rule: VerificationRule
+    rule: VerificationRule | RuleChoice
     generator: Generators
     compile: bool
 
@@ -447,7 +495,7 @@ class _Setup:
     evaluate: Evaluate
     drafter: Drafter
     policy: WindowPolicy
-    rule: VerificationRule
+    rule: VerificationRule | RuleChoice
     sigmas: torch.Tensor  # (N,) float64, on the states' device
     runs: torch.Tensor  # (N + 1,) long: consecutive stochastic steps from step n (0 at sigma-0 steps and at N)
     keys: torch.Tensor  # (B,) int64 sample keys
@@ -517,6 +565,7 @@ class _Plan:
     active: torch.Tensor  # (B,) bool
     ready: torch.Tensor  # (B,) bool, whether the drafter could draft for the sample at the round's start
     first_bad_step: torch.Tensor  # () long, carried over from the state
+    use_block: torch.Tensor | None  # (B,) bool with rule "adaptive": the block rule verifies the sample's window
 
 
 @dataclass(frozen=True)
@@ -540,6 +589,7 @@ class _RoundLog:
     deltas: torch.Tensor  # (B, L)
     weights: torch.Tensor  # (B, L)
     active: torch.Tensor  # (B,)
+    block: torch.Tensor  # (B,) bool, whether the block rule verified the sample's window
 
 
 def _plan(setup: _Setup, state: SamplerState) -> tuple[_Plan, torch.Tensor]:
@@ -550,8 +600,9 @@ def _plan(setup: _Setup, state: SamplerState) -> tuple[_Plan, torch.Tensor]:
     wanted = setup.policy.windows(setup.rows)
     ready = setup.drafter.ready(setup.rows)
     lengths = torch.where(active & ready, torch.minimum(wanted, setup.runs[roots]), 0)
+    use_block = setup.policy.block_rule(setup.rows) if isinstance(setup.rule, RuleChoice) else None
     flags = torch.stack([active.any().long(), lengths.amax(), state.first_bad_step])
-    return _Plan(roots, lengths, active, ready, state.first_bad_step), flags
+    return _Plan(roots, lengths, active, ready, state.first_bad_step, use_block), flags
 
 
 def _round_randomness(
@@ -613,11 +664,21 @@ class _Committed:
 
 
 def _verify_and_commit(
-    window: Window, randomness: WindowRandomness, rule: VerificationRule, roots: torch.Tensor, horizon: int
+    window: Window,
+    randomness: WindowRandomness,
+    rule: VerificationRule | RuleChoice,
+    roots: torch.Tensor,
+    horizon: int,
+    use_block: torch.Tensor | None = None,
 ) -> _Committed:
     """Verify every sample's window and commit its next state: pure tensor arithmetic (what ``compile=True``
-    compiles). ``roots`` (B,) are the samples' root steps, N for a finished sample."""
-    outcome = verify(window, randomness, rule)
+    compiles). ``roots`` (B,) are the samples' root steps, N for a finished sample; ``use_block`` (B,) bool the
+    per-sample choice of a :class:`RuleChoice`."""
+    if isinstance(rule, RuleChoice):
+        assert use_block is not None
+        outcome = verify_chosen(window, randomness, rule, use_block)
+    else:
+        outcome = verify(window, randomness, rule)
     accepted, lengths = outcome.accepted, window.lengths
     # Without a bonus step the window ends at the horizon: commit the last drafted state. A finished sample (root N,
     # window 0, nothing accepted, no bonus) keeps its state and its position N.
@@ -640,13 +701,18 @@ def _commit(
     targets, predictions = evaluated
     width, horizon = drafted.states.shape[1] - 1, setup.horizon
     window = Window(drafted.states, drafted.draft_means[:, :width], targets, drafted.sigmas, plan.lengths)
-    done = setup.kernels.commit(window, drafted.randomness, setup.rule, plan.roots, horizon)
-    # The drafter learns the target's predictions at the last two evaluated states of the committed trajectory.
-    for lag in (1, 0):
-        column = done.accepted - lag
-        seen = (column >= 0) & (plan.roots + column < horizon) & plan.active
-        column = column.clamp(min=0)
-        setup.drafter.observe_all(plan.roots + column, take_column(predictions, column), seen)
+    done = setup.kernels.commit(window, drafted.randomness, setup.rule, plan.roots, horizon, plan.use_block)
+    # The drafter sees every prediction of the round's call (which it keeps is its choice: any function of the past
+    # keeps every rule exact).
+    if plan.use_block is not None:
+        block = plan.use_block
+    else:
+        block = torch.full_like(plan.active, isinstance(setup.rule, BlockRule))
+    setup.drafter.observe_round(
+        RoundObservation(
+            plan.roots, plan.lengths, done.accepted, drafted.states, predictions, plan.active, block, horizon
+        )
+    )
     deltas = done.deltas
     if setup.policy.probes_plain_steps:
         # The draft at a plain step's root costs nothing for a free drafter; its gap tells the policy whether to
@@ -655,9 +721,9 @@ def _commit(
         probe = (plan.lengths == 0) & plan.active & (drafted.sigmas[:, 0] > 0) & plan.ready
         first = torch.where(probe, gap, deltas[:, 0] if width else math.nan)
         deltas = torch.cat([first[:, None], deltas[:, 1:]], dim=1)
-    setup.policy.observe(setup.rows, deltas)
+    setup.policy.observe(setup.rows, deltas, plan.lengths)
     next_state = SamplerState(done.states, done.position, torch.minimum(plan.first_bad_step, done.first_bad_step))
-    log = _RoundLog(plan.roots, plan.lengths, done.accepted, done.deltas, done.weights, plan.active)
+    log = _RoundLog(plan.roots, plan.lengths, done.accepted, done.deltas, done.weights, plan.active, block)
     return next_state, log
 
 
@@ -715,7 +781,9 @@ def _speculate(
     return result
 
 
-def _rule_family(rule: VerificationRule) -> str:
+def _rule_family(rule: VerificationRule | RuleChoice) -> str:
+    if isinstance(rule, RuleChoice):
+        return "adaptive"
     return "block" if isinstance(rule, BlockRule) else "token"
 
 
@@ -732,14 +800,17 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
         return result
     widths = [int(log.deltas.shape[1]) for log in logs]
     flat = torch.cat(
-        [torch.cat([log.roots, log.lengths, log.accepted, log.active.long()]).double() for log in logs]
+        [
+            torch.cat([log.roots, log.lengths, log.accepted, log.active.long(), log.block.long()]).double()
+            for log in logs
+        ]
         + [torch.cat([log.deltas.flatten(), log.weights.flatten()]) for log in logs]
     ).cpu()
-    integers, offset = flat[: 4 * batch * len(logs)].long().reshape(len(logs), 4, batch), 4 * batch * len(logs)
+    integers, offset = flat[: 5 * batch * len(logs)].long().reshape(len(logs), 5, batch), 5 * batch * len(logs)
     sigmas = setup.sigmas.cpu()
     per_round, per_step = drafter.draft_cost_per_round, drafter.draft_cost_per_step
     for log_index, width in enumerate(widths):
-        roots, lengths, accepted, active = integers[log_index]
+        roots, lengths, accepted, active, block = integers[log_index]
         values = flat[offset : offset + 2 * batch * width].reshape(2, batch, width)
         offset += 2 * batch * width
         verified = (lengths > 0).nonzero().squeeze(1)
@@ -761,6 +832,7 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
             result.weights.append(values[1, verified, :longest])
             result.windows.append(lengths[verified])
             result.steps.append(roots[verified])
+            result.block_verified.append(block[verified].bool())
     return result
 
 

@@ -113,6 +113,17 @@ CONTROL_RULES: dict[str, BlockRule] = {
 }
 
 
+@dataclass(frozen=True)
+class RuleChoice:
+    """Token-reflection or block for each row and round, as the window policy chooses (``rule="adaptive"`` of the
+    samplers; see :class:`specdiff.policies.AdaptiveWindow`). Every round is exact under either rule, and the choice
+    is made from the past, so the mixture is exact too."""
+
+    name: str = "adaptive"
+    token: TokenRule = TokenRule("reflection")
+    block: BlockRule = BlockRule()
+
+
 def resolve_rule(rule: str | VerificationRule) -> VerificationRule:
     """The rule object for a name of :data:`RULES` or :data:`CONTROL_RULES`, or the rule object itself."""
     if isinstance(rule, TokenRule | BlockRule):
@@ -344,6 +355,21 @@ def verify(window: Window, randomness: WindowRandomness, rule: VerificationRule)
         stop_probs=log_stop.exp().masked_fill(~ratios.valid, math.nan),
         deltas=ratios.deltas,
     )
+
+
+def verify_chosen(
+    window: Window, randomness: WindowRandomness, choice: RuleChoice, use_block: torch.Tensor
+) -> VerificationResult:
+    """:func:`verify` with ``choice.block`` on the rows where ``use_block`` (B,) is True and ``choice.token`` on the
+    others (both computed on every row, then selected: static shapes, no host reads)."""
+    token, block = verify(window, randomness, choice.token), verify(window, randomness, choice.block)
+    return VerificationResult(
+        *(torch.where(_expand(use_block, b), b, t) for t, b in zip(_fields(token), _fields(block), strict=True))
+    )
+
+
+def _fields(result: VerificationResult) -> tuple[torch.Tensor, ...]:
+    return (result.accepted, result.next_state, result.weights, result.stop_probs, result.deltas)
 
 
 # ---------------------------------------------------------------------------------------------------------------

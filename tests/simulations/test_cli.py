@@ -138,7 +138,7 @@ def test_demo_writes_only_to_its_output_folder(tmp_path: Path, capsys: pytest.Ca
     assert tracked_changes() == before
 
 
-@pytest.mark.parametrize("drafter", ["none", "free-reuse", "frozen"])
+@pytest.mark.parametrize("drafter", ["none", "free-nearest", "frozen"])
 def test_sample_writes_a_grid_and_statistics(drafter: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["sample", "--steps", "10", "--samples-per-class", "1", "--drafter", drafter, "--window", "3"]
     status, out, _ = run([*argv, "--output-dir", str(tmp_path), "--no-progress", "--json"], capsys)

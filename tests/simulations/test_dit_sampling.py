@@ -41,7 +41,7 @@ def model() -> torch.nn.Module:
 @pytest.mark.slow
 def test_speculative_dit_samples_match_plain_samples(model: torch.nn.Module, rule: str) -> None:
     result = dit_exactness.check(
-        model, rule=rule, drafter="free-reuse", control=None, classes=(3,), samples_per_class=SAMPLES,  # type: ignore[arg-type]
+        model, rule=rule, drafter="free-nearest", control=None, classes=(3,), samples_per_class=SAMPLES,  # type: ignore[arg-type]
         steps=60, seed=5, permutations=PERMUTATIONS, window=FixedWindow(8),
     )  # fmt: skip
     assert 2 / (PERMUTATIONS + 1) < ALPHA  # each half of the Bonferroni pair can reject on its own
@@ -54,7 +54,7 @@ def test_speculative_dit_samples_match_plain_samples(model: torch.nn.Module, rul
 @pytest.mark.slow
 def test_accept_always_control_is_rejected_on_the_dit(model: torch.nn.Module) -> None:
     result = dit_exactness.check(
-        model, rule="block", drafter="free-reuse", control="accept-always", classes=(3,), samples_per_class=SAMPLES,
+        model, rule="block", drafter="free-nearest", control="accept-always", classes=(3,), samples_per_class=SAMPLES,
         steps=60, seed=5, permutations=PERMUTATIONS, window=FixedWindow(8),
     )  # fmt: skip
     assert result.p_value < ALPHA

@@ -66,8 +66,10 @@ def test_calibration_smoke_matches_theory_and_rejects_controls(smoke_results: Pa
 def test_speedup_smoke_records_and_summary(smoke_results: Path) -> None:
     payload = _load(smoke_results, "speedup.json")
     config = speedup.SMOKE
-    cells = len(config.steps) * len(config.dimensions) * len(config.drafters) * 2 * (len(config.windows) + 1)
+    # Both fixed rules at every window and the adaptive one, plus the policy choosing the rule (adaptive window).
+    cells = len(config.steps) * len(config.dimensions) * len(config.drafters) * (2 * (len(config.windows) + 1) + 1)
     assert len(payload["records"]) == cells
+    assert {r["rule"] for r in payload["records"] if r["window"] != "adaptive"} == {"token", "block"}
     for record in payload["records"]:
         # Every round commits at least one step: never more target calls than plain sampling.
         assert record["target_calls"] <= record["steps"]

@@ -8,19 +8,23 @@ form (``gaussian_chain_marginals``); each drafter x rule is tested against it wi
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from simulations.common import DRAFTER_NAMES, Problem, make_drafter
 from specdiff.chain import ModelChain, kernel_sigmas, linear_coefficients
+from specdiff.diagnostics import calibrate_run
 from specdiff.drafters import (
     ExtrapolatingDrafter,
     FreeDrafter,
     FrozenDrafter,
     MeanDrafter,
     ModelDrafter,
+    RoundObservation,
 )
 from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, EulerMaruyamaVPKernel, linear_schedule
 from specdiff.models import GaussianMixture, perturbed
@@ -144,6 +148,74 @@ def test_reuse_drafter_is_free_and_waits_for_a_first_evaluation() -> None:
     assert result.target_calls < kernel.num_steps
     # Reusing a stale prediction: the gap of the first drafted step is not 0.
     assert float(torch.cat([deltas[:, 0] for deltas in result.deltas]).min()) > 0
+
+
+def _observation(accepted: list[int], block: list[bool]) -> RoundObservation:
+    """A round of 2 samples with windows of 2 at root 0: states and predictions that tell the columns apart."""
+    states = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]], [[0.0, 5.0], [1.0, 5.0], [2.0, 5.0]]])
+    predictions = 10.0 + states
+    lengths = torch.tensor([2, 2])
+    active = torch.tensor([True, True])
+    return RoundObservation(
+        torch.zeros(2, dtype=torch.long), lengths, torch.tensor(accepted), states.double(), predictions.double(),
+        active, torch.tensor(block), horizon=10,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("reuse", ["nearest", "committed"])
+def test_reuse_takes_the_prediction_nearest_to_the_new_root(reuse: str) -> None:
+    kernel = _kernel(10)
+    chain = ModelChain(DATA.as_model(kernel), kernel)
+    drafter = FreeDrafter(reuse=reuse)  # type: ignore[arg-type]
+    drafter.reset(2, chain)
+    # Sample 0 rejected its second drafted step (column 2) after accepting one; sample 1 accepted both.
+    drafter.observe_round(_observation([1, 2], [False, False]))
+    rows, steps = torch.arange(2), torch.tensor([2, 3])
+
+    def reused(roots: torch.Tensor) -> torch.Tensor:
+        means = drafter.draft(roots, steps, rows, slot=0)
+        # The prediction behind each mean: invert mean = a x + b prediction.
+        coefficients = linear_coefficients(kernel)
+        a, b = coefficients.state_coefficient[steps, None], coefficients.prediction_coefficient[steps, None]
+        return (means - a * roots) / b
+
+    near_rejected = torch.tensor([[2.1, 0.0], [2.0, 5.0]], dtype=torch.float64)
+    near_committed = torch.tensor([[1.1, 0.0], [2.0, 5.0]], dtype=torch.float64)
+    committed = torch.tensor([[11.0, 10.0], [12.0, 15.0]], dtype=torch.float64)
+    rejected = torch.tensor([[12.0, 10.0], [12.0, 15.0]], dtype=torch.float64)
+    torch.testing.assert_close(reused(near_rejected), rejected if reuse == "nearest" else committed)
+    torch.testing.assert_close(reused(near_committed), committed)
+    # Later slots of the window reuse the prediction chosen at its root.
+    later = drafter.draft(near_committed, steps + 1, rows, slot=1)
+    torch.testing.assert_close(later, chain.means(near_committed, committed, steps + 1))
+
+
+def test_nearest_reuse_is_the_default_and_names_its_mode() -> None:
+    assert FreeDrafter().reuse == "nearest" and FreeDrafter().name == "free-nearest"
+    assert FreeDrafter(reuse="committed").name == "free-committed"
+    assert FreeDrafter(exit_blocks=2).name == "free-exit2"
+    with pytest.raises(ValueError, match="reuse must be one of"):
+        FreeDrafter(reuse="latest")  # type: ignore[arg-type]
+
+
+def test_adaptive_rule_chooses_per_sample_and_needs_a_policy_that_chooses() -> None:
+    kernel = _kernel(40)
+    model = DATA.as_model(kernel)
+    with pytest.raises(ValueError, match="chooses rules"):
+        sample(model, kernel, _noise(2), window=4, rule="adaptive", generator=torch.Generator())
+    runs = {
+        rule: sample(
+            model, kernel, _noise(16), window=AdaptiveWindow(max_window=6), rule=rule,
+            generator=torch.Generator().manual_seed(3),
+        )
+        for rule in ("token-reflection", "block", "adaptive")
+    }  # fmt: skip
+    shares = {rule: float(torch.cat(run.block_verified).double().mean()) for rule, run in runs.items()}
+    assert shares["token-reflection"] == 0.0 and shares["block"] == 1.0
+    assert 0.0 < shares["adaptive"] < 1.0
+    summary = calibrate_run(runs["adaptive"], "adaptive")
+    assert abs(summary.z) < 4 and summary.positions == []
+    assert summary.predicted_steps_per_round == pytest.approx(summary.measured_steps_per_round, rel=0.1)
 
 
 def test_extrapolation_is_exact_for_predictions_linear_in_the_step() -> None:
@@ -273,9 +345,13 @@ def test_adaptive_window_choices() -> None:
     # Gaps are held constant beyond the furthest observed position.
     profile = policy._profiles(policy.gaps[:1])
     assert torch.allclose(profile[0], torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
-    # The running average weighs a new observation by `smoothing`.
+    # The running average weighs a new observation by `smoothing`, in acceptance alpha(delta) = 2 Phi(-delta / 2);
+    # positions beyond the round's window take its furthest gap (1.5 here).
     policy.observe(torch.tensor([0]), torch.tensor([[1.5]]))
-    assert policy.gaps[0, 0] == pytest.approx(0.75 * 0.5 + 0.25 * 1.5)
+    alpha = lambda delta: 2 * NormalDist().cdf(-delta / 2)  # noqa: E731
+    expected_alpha = [0.75 * alpha(0.5) + 0.25 * alpha(1.5), 0.75 * alpha(1.0) + 0.25 * alpha(1.5)]
+    averaged = [2 * NormalDist().cdf(-float(gap) / 2) for gap in policy.gaps[0, :2]]
+    assert averaged == pytest.approx(expected_alpha, rel=1e-12)
     # A cost curve: the window maximizing the predicted speedup (token rule: no block gain applied).
     curve = np.r_[np.ones(3), np.linspace(1.5, 4.0, 6)]
     costly = AdaptiveWindow(max_window=8, batch_cost=curve)
@@ -317,7 +393,9 @@ def test_block_gains_interpolate_the_shared_table_like_np_interp() -> None:
     assert policy._gain_table is AdaptiveWindow(max_window=16)._gain_table  # computed once per window
     assert not policy._gain_table.flags.writeable
     profiles = np.exp(np.random.default_rng(0).uniform(-9.0, 4.0, size=(50, 16)))  # beyond both ends of the grid too
-    mean_gaps = np.cumsum(profiles, axis=1) / np.arange(1, 17)[None, :]
+    # The constant gap of the window's mean acceptance alpha(delta) = 2 Phi(-delta / 2).
+    mean_acceptance = np.cumsum(2 * stats.norm.cdf(-profiles / 2), axis=1) / np.arange(1, 17)[None, :]
+    mean_gaps = -2 * stats.norm.ppf(mean_acceptance / 2)
     logs = np.log(np.clip(mean_gaps, _GAIN_GRID[0], _GAIN_GRID[-1]))
     expected = np.stack(
         [np.interp(logs[:, w], np.log(_GAIN_GRID), policy._gain_table[:, w + 1]) for w in range(16)], axis=1
@@ -351,10 +429,16 @@ def test_adaptive_policy_falls_back_to_plain_steps_with_a_useless_draft() -> Non
     kernel = _kernel(40)
     useless = perturbed(DATA, mean_shift=1000.0)
     drafter = ModelDrafter(useless.as_model(kernel), draft_cost_per_step=0.0)
+    # Flat cost (the default): never more target calls than plain sampling.
     result = sample(
         DATA.as_model(kernel), kernel, _noise(2), drafter=drafter, window=AdaptiveWindow(), generator=torch.Generator()
     )
-    # Never more target calls than plain sampling; mostly plain steps after the first rounds.
+    assert result.target_calls <= kernel.num_steps
+    # A call costing as much as the states it evaluates: mostly plain steps after the first rounds.
+    linear = AdaptiveWindow(batch_cost=np.arange(1.0, 18.0))
+    result = sample(
+        DATA.as_model(kernel), kernel, _noise(2), drafter=drafter, window=linear, generator=torch.Generator()
+    )
     assert result.target_calls <= kernel.num_steps
     assert result.plain_steps >= kernel.num_steps
 
@@ -419,7 +503,7 @@ def _final_pvalues(drafter_name: str, rule, kernel_name: str = "ddpm") -> list[f
 @pytest.mark.slow
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter_name", DRAFTER_NAMES)
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", [*RULES, "adaptive"])
 def test_sample_has_the_closed_form_law(drafter_name: str, rule: Rule) -> None:
     assert min(_final_pvalues(drafter_name, rule)) > ALPHA / 2
 
@@ -428,7 +512,7 @@ def test_sample_has_the_closed_form_law(drafter_name: str, rule: Rule) -> None:
 @pytest.mark.statistical
 @pytest.mark.parametrize("kernel_name", ["ddim", "euler-ancestral"])
 def test_sample_has_the_closed_form_law_for_other_kernels(kernel_name: str) -> None:
-    assert min(_final_pvalues("free-reuse", "block", kernel_name)) > ALPHA / 2
+    assert min(_final_pvalues("free-nearest", "block", kernel_name)) > ALPHA / 2
 
 
 @pytest.mark.statistical
