@@ -11,12 +11,14 @@ unchanged figure does not change the file). Inputs are paths under the results f
 - ``block_vs_token_gain``, from ``speedup.json``: (a) the block-over-token gain in steps per round against a constant
   gap for several windows (``theory.cost.constant_gap_block_gain``), with the measured gains placed at the constant
   gap that gives the token rule's predicted steps per round; (b) gain against the window at the largest number of
-  steps, measured and predicted from the logged gaps; (c) measured against predicted gain, every comparison.
+  steps (committed reuse drafter), measured and predicted from the logged gaps; (c) measured against predicted gain,
+  every comparison. (a) and (b) leave out the nearest reuse drafter, whose draft depends on the rule's residual.
 - ``exactness_qq``, from ``exactness.json``: (a) QQ plots of the speculative samples against the closed-form law,
   every configuration and the negative controls; (b) the same, detrended, with the pointwise band of an exact sampler.
 - ``speedup_heatmap``, from ``speedup.json``: steps per target call (top) over window and number of steps, per
-  dimension (block rule, free-nearest drafter), and (bottom, adaptive window) against the number of steps and against
-  the dimension (both rules), and for every drafter against the dimension at the largest number of steps.
+  dimension (the defaults: token-reflection rule, free-nearest drafter), and (bottom, adaptive window) against the
+  number of steps and against the dimension (both rules), and for every drafter against the dimension at the largest
+  number of steps.
 - ``gpu_cost_curves``, from ``gpu/bench_gpu.json`` (with ``gpu/bench_gpu_host.json`` and ``bench_cpu.json`` when
   present): (a) seconds per network call against the states per call on the GPU, every model and early exit; (b) the
   digits network's cost relative to one state, per placement.
@@ -65,7 +67,17 @@ RESULTS = REPOSITORY_ROOT / "results"
 FIGURES = REPOSITORY_ROOT / "docs" / "figures"
 PNG_DPI = 150
 DIMENSION_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
-DRAFTER_MARKERS = {"free-nearest": "o", "frozen": "s", "model": "^", "extrapolating": "D", "free-exit": "v"}
+DRAFTER_MARKERS = {
+    "free-nearest": "o",
+    "free-committed": "P",
+    "frozen": "s",
+    "model": "^",
+    "extrapolating": "D",
+    "free-exit": "v",
+}
+#: Drafters whose draft depends on the rule (the nearest reuse takes the rejected draft's prediction after a token
+#: rejection): their block-over-token gain is not the per-round gain of the constant-gap theory.
+RULE_DEPENDENT_DRAFTERS = ("free-nearest",)
 CONTROL_MARKERS = ("X", "P", "*", "h", "8")
 CONTROL_COLORS = ("tab:red", "tab:orange", "tab:pink", "tab:brown", "tab:olive", "tab:cyan")
 RULE_COLORS = {"token": "tab:blue", "block": "tab:red"}
@@ -314,12 +326,17 @@ def _shown_windows(windows: Sequence[int], count: int = 4) -> list[int]:
 
 def gain_figure(speedup: Payload, output_stem: Path) -> list[Path]:
     """Block-over-token gain against the gap and the window (see the module docstring)."""
-    gains = [gain for gain in speedup["summary"]["gains"] if gain["window"] != "adaptive"]
+    gains = [
+        gain
+        for gain in speedup["summary"]["gains"]
+        if gain["window"] != "adaptive" and gain["drafter"] not in RULE_DEPENDENT_DRAFTERS
+    ]
     every_gain = speedup["summary"]["gains"]
     records = {(r["steps"], r["dimension"], r["drafter"], r["rule"], r["window"]): r for r in speedup["records"]}
     windows = _shown_windows([int(gain["window"]) for gain in gains])
     window_colors = {w: plt.get_cmap("viridis")(k / max(len(windows) - 1, 1) * 0.85) for k, w in enumerate(windows)}
     drafters = list(dict.fromkeys(gain["drafter"] for gain in every_gain))
+    same_draft = [d for d in drafters if d not in RULE_DEPENDENT_DRAFTERS]
     dimensions = sorted({gain["dimension"] for gain in every_gain})
     fig, (gap_ax, window_ax, scatter_ax) = plt.subplots(1, 3, figsize=(16, 5.2), layout="constrained")
 
@@ -352,11 +369,15 @@ def gain_figure(speedup: Payload, output_stem: Path) -> list[Path]:
     gap_ax.set_xscale("log")
     gap_ax.set_xlabel("constant gap δ\n(points: the gap at which the token rule's theory gives the run's prediction)")
     gap_ax.set_ylabel("gain, block / token (theory: steps per round; measured: per call)")
-    gap_ax.set_title("(a) Gain against the gap: constant-gap theory (lines), measured (points)", fontsize=10)
+    gap_ax.set_title(
+        "(a) Gain against the gap: constant-gap theory (lines), measured (points);\ndrafters whose draft does not "
+        "depend on the rule",
+        fontsize=10,
+    )
     gap_ax.legend(
         handles=_legend_handles(
             [(f"L = {w}", {"color": window_colors[w], "marker": "o"}) for w in windows]
-            + [(d, {"color": "0.5", "marker": _marker(d), "linestyle": "none"}) for d in drafters]
+            + [(d, {"color": "0.5", "marker": _marker(d), "linestyle": "none"}) for d in same_draft]
         ),
         fontsize=7,
         loc="upper right",
@@ -364,7 +385,7 @@ def gain_figure(speedup: Payload, output_stem: Path) -> list[Path]:
 
     # (b) gain against the window at the largest number of steps: measured and predicted from the logged gaps.
     steps = max(gain["steps"] for gain in every_gain)
-    drafter = "free-nearest" if "free-nearest" in drafters else drafters[0]
+    drafter = "free-committed" if "free-committed" in same_draft else (same_draft or drafters)[0]
     for dimension in dimensions:
         rows = sorted(
             (g for g in gains if (g["steps"], g["dimension"], g["drafter"]) == (steps, dimension, drafter)),
@@ -418,7 +439,7 @@ def gain_figure(speedup: Payload, output_stem: Path) -> list[Path]:
 
 
 def speedup_figure(
-    speedup: Payload, output_stem: Path, drafter: str = "free-nearest", rule: str = "block"
+    speedup: Payload, output_stem: Path, drafter: str = "free-nearest", rule: str = "token"
 ) -> list[Path]:
     """Steps per target call over window, steps and dimension (see the module docstring)."""
     records = speedup["records"]
