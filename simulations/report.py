@@ -38,6 +38,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _by(records: Sequence[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Records keyed by the tuple of their ``fields``."""
+    return {tuple(record[field] for field in fields): record for record in records}
+
+
 def _provenance(payload: dict[str, Any], command: str) -> str:
     return f"`{command}` (commit `{payload['commit'][:10]}`, {payload.get('seconds', 0):.0f} s)"
 
@@ -138,7 +143,7 @@ def speedup_table(results: Path) -> str:
     payload = _load(results, "speedup.json")
     if payload is None:
         return "_Run `python -m simulations.speedup`._"
-    index = {(r["steps"], r["dimension"], r["drafter"], r["rule"], r["window"]): r for r in payload["records"]}
+    index = _by(payload["records"], "steps", "dimension", "drafter", "rule", "window")
     others = [d for d in payload["sizes"]["drafters"] if d not in ("free-nearest", "free-committed")]
 
     def adaptive(steps: int, dimension: int, drafter: str, rules: Sequence[str]) -> str:
@@ -206,7 +211,7 @@ def peer_table(results: Path) -> str:
     if payload is None:
         return "_Run `python -m simulations.peer_gm`._"
     records = payload["records"]
-    index = {(r["drafter"], r["rule"], r["window"]): r for r in records}
+    index = _by(records, "drafter", "rule", "window")
     exact = [r for r in records if r["drafter"] != "frozen"]
     best = _best(exact, "speedup")
     chain = {k: index.get(("free-nearest", "token", str(k))) for k in (3, 7)}
@@ -265,7 +270,7 @@ def dit_speedup_table(results: Path) -> str:
     if payload is None:
         return "_Run `python -m simulations.dit_speedup`._"
     records = payload["records"]
-    index = {(r["steps"], r["drafter"], r["rule"], r["window"]): r for r in records}
+    index = _by(records, "steps", "drafter", "rule", "window")
     rows = []
     for steps in payload["config"]["steps"]:
         for drafter in payload["config"]["drafters"]:
@@ -295,18 +300,18 @@ def rule_choice_text(results: Path) -> str:
     rows = []
     peer = _load(results, "peer_gm.json")
     if peer is not None:
-        by_cell = {(r["drafter"], r["rule"], r["window"]): r for r in peer["records"]}
+        by_cell = _by(peer["records"], "drafter", "rule", "window")
         cells = [by_cell[("free-nearest", rule, "adaptive")] for rule in ("token", "block", "adaptive")]
         rows.append(_choice_row("peer benchmark", "speedup", cells))
     dit = _load(results, "dit_speedup.json")
     if dit is not None:
-        by_steps = {(r["steps"], r["drafter"], r["rule"], r["window"]): r for r in dit["records"]}
+        by_steps = _by(dit["records"], "steps", "drafter", "rule", "window")
         for steps in dit["config"]["steps"]:
             cells = [by_steps[(steps, "free-nearest", rule, "adaptive")] for rule in ("token", "block", "adaptive")]
             rows.append(_choice_row(f"digits DiT, N = {steps}", "steps_per_call", cells))
     speedup = _load(results, "speedup.json")
     if speedup is not None:
-        by_size = {(r["steps"], r["dimension"], r["drafter"], r["rule"], r["window"]): r for r in speedup["records"]}
+        by_size = _by(speedup["records"], "steps", "dimension", "drafter", "rule", "window")
         for steps in speedup["sizes"]["steps"]:
             for dimension in speedup["sizes"]["dimensions"]:
                 cells = [
@@ -487,7 +492,7 @@ SPEEDUP_HEADER = ["N", "batch", "drafter", "window", "fewer calls, token / block
 
 def _pairs(bench: dict[str, Any]) -> dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]]:
     """(N, batch, drafter, window) -> (token record, block record), sorted by N and batch."""
-    index = {(r["steps"], r["batch"], r["drafter"], r["window"], r["rule"]): r for r in bench["records"]}
+    index = _by(bench["records"], "steps", "batch", "drafter", "window", "rule")
     pairs = {}
     for (steps, batch, drafter, window, rule), token in sorted(index.items(), key=lambda item: item[0][:2]):
         block = index.get((steps, batch, drafter, window, "block"))
@@ -682,7 +687,7 @@ def residual_cost_table(results: Path) -> str:
     payload = _load(results, "residual_cost.json")
     if payload is None:
         return "_Run `python -m simulations.residual_cost`._"
-    index = {(r["delta"], r["weight"], r["method"]): r for r in payload["records"]}
+    index = _by(payload["records"], "delta", "weight", "method")
     rows = []
     for delta, weight, method in index:
         if method != "inverse_cdf" or (delta, weight, "rejection") not in index:
@@ -979,7 +984,7 @@ def _drafting_headlines(results: Path) -> list[list[str]]:
         )
     dit = _load(results, "dit_speedup.json")
     if dit is not None:
-        index = {(r["steps"], r["drafter"], r["rule"], r["window"]): r for r in dit["records"]}
+        index = _by(dit["records"], "steps", "drafter", "rule", "window")
         parts = []
         for steps in dit["config"]["steps"]:
             new = index.get((steps, "free-nearest", "token", "adaptive"))
