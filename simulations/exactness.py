@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from typing import Any
 
 import torch
@@ -45,19 +43,17 @@ from simulations.common import (
     make_drafter,
     make_kernel,
     mixture_problem,
-    script_arguments,
-    write_results,
 )
 from simulations.controls import CONTROLS, rule_with_control
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.experiment import Experiment, Summary, derived_seed
+from simulations.experiment import main as experiment_main
+from simulations.provenance import SAMPLER_CODE
 from specdiff.models.gmm import gaussian_chain_marginals, perturbed
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import RuleName, sample, sample_plain
 from specdiff.stats import compare_samplers, ks_one_sample_projection, random_directions
 from specdiff.verify import RULES, VerificationRule
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "exactness.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "exactness.json"
 DEFAULT_SEED = 7
 #: Per-check false-positive rate.
 LEVEL = 1e-3
@@ -66,8 +62,6 @@ LEVEL = 1e-3
 COMPARISON_PERMUTATIONS = 3999
 #: A rejected exact configuration is rechecked with this many times the samples ...
 RECHECK_FACTOR = 4
-#: ... and this offset added to its seed (configurations are 100 apart and use seed .. seed + 12).
-RECHECK_SEED_OFFSET = 50
 
 
 @dataclass(frozen=True)
@@ -102,6 +96,21 @@ FULL = Config(
     control_steps=10,
     controls=CONTROLS,
 )
+#: A medium sweep (minutes): every rule and two drafters on two kernels, for timing the engines.
+MEDIUM = Config(
+    dimensions=(2, 64),
+    kernels=("ddpm", "ddim"),
+    drafters=("free-nearest", "model"),
+    rules=(*RULES, "adaptive"),
+    steps=20,
+    samples=2000,
+    samples_high_dimension=2000,
+    comparison_dimensions=(2,),
+    comparison_samples=600,
+    control_samples=20_000,
+    control_steps=10,
+    controls=CONTROLS,
+)
 SMOKE = Config(
     dimensions=(2,),
     kernels=("ddpm",),
@@ -116,6 +125,20 @@ SMOKE = Config(
     control_steps=10,
     controls=("accept-always",),
 )
+
+
+@dataclass(frozen=True)
+class CheckCell:
+    """The parameters of one check: a cell of the sweep."""
+
+    family: str  # "closed-form", "vs-plain" or "control"
+    kernel: str
+    dimension: int
+    drafter: str
+    rule: RuleName
+    control: str | None
+    samples: int
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -135,16 +158,22 @@ class Check:
     expected_rejection: bool
     target_calls: int
     steps: int
-    seconds: float
     qq_quantiles: list[float] | None = None  # closed-form checks: standardized projection quantiles
     recheck_p_value: float | None = None  # a rejected exact configuration, rechecked at 4x the samples
     recheck_samples: int | None = None
 
     @property
     def passed(self) -> bool:
-        if self.expected_rejection:
-            return self.rejected
-        return not self.rejected or (self.recheck_p_value is not None and self.recheck_p_value >= LEVEL)
+        return passed(asdict(self))
+
+
+def passed(check: Mapping[str, Any]) -> bool:
+    """Whether a check (as a record) came out as expected: a control rejected, an exact configuration kept (at the
+    first stage or at its recheck)."""
+    if check["expected_rejection"]:
+        return bool(check["rejected"])
+    recheck = check["recheck_p_value"]
+    return not check["rejected"] or (recheck is not None and recheck >= LEVEL)
 
 
 def _speculate(
@@ -199,59 +228,45 @@ def control_problem(dimension: int) -> Problem:
     return Problem("gaussian-poor-draft", dimension, problem.data, perturbed(problem.data, mean_shift=sign))
 
 
-def _closed_form_check(
-    config: Config,
-    kernel_name: str,
-    dimension: int,
-    drafter: str,
-    rule: RuleName,
-    seed: int,
-    control: str | None = None,
-) -> Check:
-    start = time.perf_counter()
-    if control is None:
-        problem, steps = gaussian_problem(dimension), config.steps
-        samples = config.samples if dimension < 1024 else config.samples_high_dimension
-        policy: WindowPolicy = AdaptiveWindow(max_window=8)
+def _closed_form_check(cell: CheckCell, seed: int) -> Check:
+    policy: WindowPolicy
+    if cell.control is None:
+        problem, policy = gaussian_problem(cell.dimension), AdaptiveWindow(max_window=8)
     else:
-        problem, steps = control_problem(dimension), config.control_steps
-        samples, policy = config.control_samples, FixedWindow(4)
-    draws, calls = _speculate(
-        problem, kernel_name, drafter, rule_with_control(rule, control), policy, samples, steps, seed
-    )
-    p_value, quantiles = closed_form_pvalue(problem, kernel_name, steps, draws, seed + 2)
+        problem, policy = control_problem(cell.dimension), FixedWindow(4)
+    rule = rule_with_control(cell.rule, cell.control)
+    draws, calls = _speculate(problem, cell.kernel, cell.drafter, rule, policy, cell.samples, cell.steps, seed)
+    p_value, quantiles = closed_form_pvalue(problem, cell.kernel, cell.steps, draws, seed + 2)
     return Check(
-        family="closed-form" if control is None else "control",
-        kernel=kernel_name,
-        dimension=dimension,
-        drafter=drafter,
-        rule=rule,
+        family=cell.family,
+        kernel=cell.kernel,
+        dimension=cell.dimension,
+        drafter=cell.drafter,
+        rule=cell.rule,
         window=repr(policy),
-        control=control,
-        samples=samples,
+        control=cell.control,
+        samples=cell.samples,
         p_value=p_value,
         rejected=p_value < LEVEL,
-        expected_rejection=control is not None,
+        expected_rejection=cell.control is not None,
         target_calls=calls,
-        steps=steps,
-        seconds=time.perf_counter() - start,
+        steps=cell.steps,
         qq_quantiles=quantiles,
     )
 
 
-def _plain_comparison_check(config: Config, dimension: int, drafter: str, rule: RuleName, seed: int) -> Check:
-    start = time.perf_counter()
+def _plain_comparison_check(cell: CheckCell, seed: int) -> Check:
+    dimension, drafter, rule, n = cell.dimension, cell.drafter, cell.rule, cell.samples
     problem = mixture_problem(dimension)
-    kernel = make_kernel("ddpm", config.steps)
+    kernel = make_kernel("ddpm", cell.steps)
     model = problem.data.as_model(kernel)
-    n = config.comparison_samples
     plain = sample_plain(
         model,
         kernel,
         initial_noise(kernel, n, dimension, seed + 10),
         generator=torch.Generator().manual_seed(seed + 11),
     )
-    speculative, calls = _speculate(problem, "ddpm", drafter, rule, AdaptiveWindow(max_window=8), n, config.steps, seed)
+    speculative, calls = _speculate(problem, "ddpm", drafter, rule, AdaptiveWindow(max_window=8), n, cell.steps, seed)
     report = compare_samplers(
         speculative,
         plain.samples,
@@ -273,95 +288,120 @@ def _plain_comparison_check(config: Config, dimension: int, drafter: str, rule: 
         rejected=p_value < LEVEL,
         expected_rejection=False,
         target_calls=calls,
-        steps=config.steps,
-        seconds=time.perf_counter() - start,
+        steps=cell.steps,
     )
 
 
-def run(config: Config, seed: int, progress: bool = True) -> list[Check]:
-    """All checks of ``config``; each configuration uses its own seed derived from ``seed``."""
-    checks: list[Check] = []
-    index = 0
-
-    def report(check: Check) -> None:
-        checks.append(check)
-        if progress:
-            print(_format_row(check), flush=True)
-
-    # A rejected exact configuration is rechecked with 4x the samples and a seed no other check uses.
-    larger = replace(
-        config,
-        samples=RECHECK_FACTOR * config.samples,
-        samples_high_dimension=RECHECK_FACTOR * config.samples_high_dimension,
-        comparison_samples=RECHECK_FACTOR * config.comparison_samples,
-    )
-
-    def checked(make: Callable[..., Check], configuration_seed: int) -> Check:
-        """``make(config, seed=...)``, and its recheck when it rejects."""
-        check = make(config, seed=configuration_seed)
-        if not check.rejected:
-            return check
-        again = make(larger, seed=configuration_seed + RECHECK_SEED_OFFSET)
-        return replace(check, recheck_p_value=again.p_value, recheck_samples=again.samples)
-
-    for kernel_name in config.kernels:
-        for dimension in config.dimensions:
-            for drafter in config.drafters:
-                for rule in config.rules:
-                    index += 1
-                    closed_form = partial(
-                        _closed_form_check, kernel_name=kernel_name, dimension=dimension, drafter=drafter, rule=rule
-                    )
-                    report(checked(closed_form, seed + 100 * index))
-    for dimension in config.comparison_dimensions:
-        for drafter in ("free-nearest", "model"):
-            for rule in config.rules:
-                index += 1
-                comparison = partial(_plain_comparison_check, dimension=dimension, drafter=drafter, rule=rule)
-                report(checked(comparison, seed + 100 * index))
-    for control in config.controls:
-        index += 1
-        report(_closed_form_check(config, "ddpm", 2, "model", "block", seed + 100 * index, control=control))
-    return checks
+def cells(config: Config) -> list[CheckCell]:
+    """The checks of ``config``: closed form (every kernel, dimension, drafter and rule), against plain sampling,
+    and the negative controls."""
+    closed_form = [
+        CheckCell(
+            "closed-form",
+            kernel,
+            dimension,
+            drafter,
+            rule,
+            None,
+            config.samples if dimension < 1024 else config.samples_high_dimension,
+            config.steps,
+        )
+        for kernel in config.kernels
+        for dimension in config.dimensions
+        for drafter in config.drafters
+        for rule in config.rules
+    ]
+    comparisons = [
+        CheckCell("vs-plain", "ddpm", dimension, drafter, rule, None, config.comparison_samples, config.steps)
+        for dimension in config.comparison_dimensions
+        for drafter in ("free-nearest", "model")
+        for rule in config.rules
+    ]
+    controls = [
+        CheckCell("control", "ddpm", 2, "model", "block", control, config.control_samples, config.control_steps)
+        for control in config.controls
+    ]
+    return closed_form + comparisons + controls
 
 
-def _format_row(check: Check) -> str:
-    verdict = "ok" if check.passed else "FAILED"
-    label = check.control or "-"
+def run_check(cell: CheckCell, seed: int) -> Check:
+    """One check; a rejected exact configuration is rechecked with ``RECHECK_FACTOR`` times the samples and an
+    independent seed (``derived_seed(seed, "recheck")``). Controls are not rechecked."""
+    make = _plain_comparison_check if cell.family == "vs-plain" else _closed_form_check
+    check = make(cell, seed)
+    if not check.rejected or cell.control is not None:
+        return check
+    larger = replace(cell, samples=RECHECK_FACTOR * cell.samples)
+    again = make(larger, derived_seed(seed, "recheck"))
+    return replace(check, recheck_p_value=again.p_value, recheck_samples=again.samples)
+
+
+def describe(check: Mapping[str, Any]) -> str:
+    """A printed line per check."""
+    verdict = "ok" if passed(check) else "FAILED"
+    label = check["control"] or "-"
     recheck = ""
-    if check.recheck_p_value is not None:
-        recheck = f"  recheck n={check.recheck_samples} p={check.recheck_p_value:.3g}"
+    if check["recheck_p_value"] is not None:
+        recheck = f"  recheck n={check['recheck_samples']} p={check['recheck_p_value']:.3g}"
     return (
-        f"{check.family:<11} {check.kernel:<15} d={check.dimension:<5} {check.drafter:<13} {check.rule:<16} "
-        f"{label:<19} n={check.samples:<6} p={check.p_value:<10.3g} {'rejected' if check.rejected else 'kept':<8} "
-        f"{verdict}{recheck}"
+        f"{check['family']:<11} {check['kernel']:<15} d={check['dimension']:<5} {check['drafter']:<13} "
+        f"{check['rule']:<16} {label:<19} n={check['samples']:<6} p={check['p_value']:<10.3g} "
+        f"{'rejected' if check['rejected'] else 'kept':<8} {verdict}{recheck}"
     )
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """Every check as expected; the level and the QQ probabilities for the report."""
+    failed = [check for check in records if not passed(check)]
+    return Summary(
+        fields={"level": LEVEL, "qq_probabilities": QQ_PROBABILITIES, "all_passed": not failed},
+        passed=not failed,
+        text="\n".join(describe(check) for check in failed)
+        + f"\n{len(records) - len(failed)}/{len(records)} checks as expected",
+    )
+
+
+EXPERIMENT = Experiment(
+    module="simulations.exactness",
+    description=__doc__ or "",
+    presets={"full": FULL, "medium": MEDIUM, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="exactness.json",
+    code=(
+        *SAMPLER_CODE,
+        "specdiff/models/gmm.py",
+        "specdiff/stats.py",
+        "simulations/common.py",
+        "simulations/controls.py",
+        "simulations/exactness.py",
+    ),
+    cells=cells,
+    run_cell=run_check,
+    summarize=summarize,
+    describe=describe,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
-    config, output = (SMOKE if arguments.smoke else FULL), arguments.output
-    start = time.perf_counter()
-    checks = run(config, arguments.seed)
-    failed = [check for check in checks if not check.passed]
-    payload: dict[str, Any] = {
-        "script": "simulations.exactness",
-        "preset": arguments.preset,
-        "seed": arguments.seed,
-        "level": LEVEL,
-        "qq_probabilities": QQ_PROBABILITIES,
-        "sizes": asdict(config),
-        "seconds": time.perf_counter() - start,
-        "all_passed": not failed,
-        "records": [{**asdict(check), "passed": check.passed} for check in checks],
-    }
-    write_results(output, payload)
-    print(f"{len(checks) - len(failed)}/{len(checks)} checks as expected; wrote {output}")
-    return 0 if not failed else 1
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["FULL", "LEVEL", "SMOKE", "Check", "Config", "closed_form_pvalue", "main", "run"]
+__all__ = [
+    "EXPERIMENT",
+    "FULL",
+    "LEVEL",
+    "MEDIUM",
+    "SMOKE",
+    "Check",
+    "CheckCell",
+    "Config",
+    "cells",
+    "closed_form_pvalue",
+    "main",
+    "passed",
+    "run_check",
+]

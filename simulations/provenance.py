@@ -13,6 +13,19 @@ import torch
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
+#: The sampler's code: every result of a speculative run measures it (with its own script and models).
+SAMPLER_CODE = (
+    "specdiff/sampler.py",
+    "specdiff/verify.py",
+    "specdiff/residual.py",
+    "specdiff/residual_law.py",
+    "specdiff/randomness.py",
+    "specdiff/chain.py",
+    "specdiff/drafters.py",
+    "specdiff/policies.py",
+    "specdiff/kernels.py",
+)
+
 
 #: Where a copy of the tree travels without its git history, or with a stale copy of it (a lent GPU machine), the
 #: commit the tree was copied from. When set it overrides git, and whether the tree was dirty is unknown (None).
