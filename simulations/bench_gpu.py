@@ -1,49 +1,59 @@
-"""Benchmark: plain vs speculative sampling of the trained digits DiT, wall clock, in one process per comparison.
+"""Benchmark: plain vs speculative sampling of the trained digits DiT, wall clock, each comparison in one cell.
 
-1. **Batch-cost curves** ``c(B)``: seconds per forward call of the digits DiT and of the DiT-S/2 and XL/2 shapes
-   (random weights, 32x32x4 latents), and of the first-k-block early exit.
-2. **Sampling**: for N DDPM steps, batch sizes, rules (token, block) and drafters (frozen, Free Drafter reuse, Free
-   Drafter early exit, extrapolating), each with a fixed window and the adaptive policy (given the measured cost
-   curve and the sampler's own time per round, measured once per cell: ``_Case.round_overhead``), the wall time of
-   speculative sampling against plain ancestral sampling of the same model, batch, seeds,
-   precision and device, measured in the same process right before. Both run eagerly (no CUDA graphs, no
-   torch.compile) under ``torch.no_grad``.
-3. **Perfect drafter** (draft = target, every step accepted): the time inside the draft's own calls is measured and
-   removed, and the resulting speedup is compared with the ideal ``(L + 1) / (c(B (L + 1)) / c(B))`` from the
-   measured cost curve: the sampler's efficiency.
+The cells (``simulations.experiment``; a timed experiment: its records are wall times), in this order:
+
+1. **Batch-cost curves** ``c(B)`` (records of ``kind: "cost-curve"``): seconds per forward call of the digits DiT
+   (full depth, and the first-k-block early exits k = 1 and ``EXIT_BLOCKS``) and of the large DiT shapes of the
+   preset (e.g. S/2 and XL/2: random weights, 32x32x4 latents; full depth and a quarter of it), one cell per curve.
+2. **Sampling** (records of ``kind: "speedup"``): for N DDPM steps, batch sizes, rules (token, block) and drafters
+   (frozen, Free Drafter reuse, Free Drafter early exit, extrapolating), each with a fixed window and with the
+   adaptive policy, one cell per configuration. A cell times plain ancestral sampling and then speculative sampling
+   of the same model, batch, seeds, precision and device, one right after the other, and records both wall times
+   and their ratio (``speedup``). The adaptive policy is given the cost curve of the digits network and the
+   sampler's own time per round (``_Case.round_overhead``), both measured in its own cell before the timed pair.
+   Both samplers run eagerly (no CUDA graphs; ``torch.compile`` only with ``--compile``, for both alike) under
+   ``torch.no_grad``. Each process runs one untimed plain sampling per (N, batch, placement) before its first
+   timed run there (the warm-up).
+3. **Perfect drafter** (draft = target, every step accepted; ``drafter: "perfect"``): the time inside the draft's
+   own calls is measured and removed, and the resulting speedup is compared with the ideal
+   ``(L + 1) / (c(B (L + 1)) / c(B))`` from the digits cost curve measured in the cell: the sampler's efficiency.
 
 **Placement.** With ``placement="device"`` the states, the randomness and the verification live on the device with
-the network; with ``"host"`` (the ``gpu-host`` preset) they stay on the CPU and only the network's batched calls go
-to the GPU (:class:`specdiff.placement.DeviceModel`), plain and speculative sampling alike. For a small network a round
-of a few hundred small operations costs less on the host than as kernel launches.
+the network; with ``"host"`` (the ``gpu-host`` preset, or ``--placement host``) they stay on the CPU and only the
+network's batched calls go to the GPU (:class:`specdiff.placement.DeviceModel`), plain and speculative sampling
+alike. For a small network a round of a few hundred small operations costs less on the host than as kernel launches.
 
-Records are flat JSON (``model, steps, batch, rule, drafter, window, target_calls, wall_seconds,
-baseline_wall_seconds, speedup, device, commit`` and more). Presets: ``gpu`` (the H100 run: 412 s before the
-per-cell measurement of the sampler's own time per round was added, which adds one plain and one speculative run
-per cell), ``gpu-host`` (the same runs with the states on the host, without the large models' curves, which do not
-depend on the placement), ``cpu`` (a reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests).
+Records are flat JSON: speedup records hold ``kind, model, device, placement, compiled, steps, batch, rule, drafter,
+window, target_calls, wall_seconds, baseline_wall_seconds, speedup, call_ratio`` and more; cost-curve records hold
+``kind, model, blocks, batches, seconds, device``. Top level: ``complete`` (every cell ran). Presets: ``full`` (also
+called ``gpu``: the H100 run), ``gpu-host`` (the same runs with the states on the host, without the large models'
+curves, which do not depend on the placement), ``cpu`` (a reduced run for a CPU-only machine) and ``smoke``
+(seconds, for the tests). Options: ``--device`` (default: cuda when available, else cpu), ``--placement
+device|host`` and ``--compile``. The framework's ``--max-seconds S`` starts no cell after S seconds (the results file
+then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store,
+so a rerun measures only the rest.
 
-The JSON is rewritten after every record with ``"complete": false``, so a run that is stopped keeps what it measured;
-``--max-seconds`` starts no new (N, batch) cell after that many seconds (the file then says ``"complete": false``).
-
-Run ``python -m simulations.bench_gpu [--preset gpu|gpu-host|cpu|smoke] [--output PATH] [--max-seconds S]``.
+Run ``python -m simulations.bench_gpu [--preset full|gpu-host|cpu|smoke] [--device cuda] [--max-seconds S]``.
+Writes ``results/gpu/bench_gpu.json`` (full) or ``results/smoke/gpu/bench_gpu.json`` (any other preset): give
+``--output results/gpu/bench_gpu_host.json`` to the ``gpu-host`` run and ``--output results/bench_cpu.json`` to the
+``cpu`` run, the files the results page reads.
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from simulations.common import EXIT_BLOCKS, network_drafter, write_results
-from simulations.provenance import REPOSITORY_ROOT, git_commit
+from simulations.common import EXIT_BLOCKS, network_drafter
+from simulations.experiment import Experiment, Summary, make_cells
+from simulations.experiment import main as experiment_main
+from simulations.provenance import SAMPLER_CODE
 from specdiff.diagnostics import calibrate_run
 from specdiff.drafters import Drafter, FreeDrafter, Model, ModelDrafter
 from specdiff.kernels import DDPMKernel, linear_schedule
@@ -54,86 +64,196 @@ from specdiff.sampler import SpeculativeResult, sample, sample_plain
 from specdiff.timing import TimedModel, median_seconds, timed
 from specdiff.verify import Rule
 
+DEFAULT_SEED = 0
+RULES: tuple[Rule, ...] = ("token-reflection", "block")
+#: Largest window of the adaptive policy.
+ADAPTIVE_MAX_WINDOW = 16
+
 
 @dataclass(frozen=True)
-class Preset:
+class Config:
+    """Sizes and options of one run.
+
+    Attributes
+    ----------
+    steps, batches : tuple of int
+        The (N, batch) pairs of the sampling cells, in this order of priority (batch outer, N inner).
+    drafters : tuple of str
+        Network drafters (``simulations.common.network_drafter``).
+    windows : tuple of str
+        A fixed window length (``"8"``) or ``"adaptive"``.
+    cost_batches : tuple of int
+        Batch sizes of the digits cost curves (also measured in each adaptive and perfect-drafter cell).
+    large_models : tuple of str
+        ``DIT_PRESETS`` names whose cost curves (random weights) are measured at ``large_batches``.
+    large_batches : tuple of int
+    perfect_windows : tuple of int
+        Windows of the perfect-drafter cells.
+    repeats : int
+        Timed calls per point of a cost curve (the median is kept).
+    placement : str
+        ``"device"``: the states on the model's device; ``"host"``: on the CPU (``DeviceModel``).
+    device : str or None
+        Where the network runs; None: cuda when available, else cpu.
+    compile : bool
+        Sample with ``compile=True``, plain and speculative alike.
+    """
+
     steps: tuple[int, ...]
     batches: tuple[int, ...]
     drafters: tuple[str, ...]
-    windows: tuple[str, ...]  # "8" or "adaptive"
+    windows: tuple[str, ...]
     cost_batches: tuple[int, ...]
     large_models: tuple[str, ...]
     large_batches: tuple[int, ...]
     perfect_windows: tuple[int, ...]
     repeats: int
-    placement: str = "device"  # "device": states on the model's device; "host": states on the CPU (DeviceModel)
+    placement: str = "device"
+    device: str | None = None
+    compile: bool = False
 
 
-PRESETS = {
-    "gpu": Preset(
-        steps=(50, 100, 200, 1000),
-        batches=(1, 64),
-        drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
-        windows=("8", "adaptive"),
-        cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
-        large_models=("S/2", "XL/2"),
-        large_batches=(1, 2, 4, 8, 16, 32, 64),
-        perfect_windows=(4, 8),
-        repeats=5,
-    ),
-    "gpu-host": Preset(
-        steps=(200, 1000, 50, 100),  # the issue's headline cells first, for a short lease
-        batches=(1, 64),
-        drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
-        windows=("8", "adaptive"),
-        cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
-        large_models=(),
-        large_batches=(),
-        perfect_windows=(4, 8),
-        repeats=5,
-        placement="host",
-    ),
-    "cpu": Preset(
-        steps=(50, 200),
-        batches=(1, 8),
-        drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
-        windows=("8", "adaptive"),
-        cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 72, 136),
-        large_models=("S/2",),
-        large_batches=(1, 2, 4),
-        perfect_windows=(4, 8),
-        repeats=3,
-    ),
-    "smoke": Preset(
-        steps=(12,),
-        batches=(2,),
-        drafters=("free-nearest", "free-exit"),
-        windows=("4", "adaptive"),
-        cost_batches=(1, 2, 5, 10),
-        large_models=(),
-        large_batches=(),
-        perfect_windows=(4,),
-        repeats=1,
-    ),
-}
-DEFAULT_OUTPUT = {
-    "gpu": REPOSITORY_ROOT / "results" / "gpu" / "bench_gpu.json",
-    "gpu-host": REPOSITORY_ROOT / "results" / "gpu" / "bench_gpu_host.json",
-    "cpu": REPOSITORY_ROOT / "results" / "bench_cpu.json",
-    "smoke": REPOSITORY_ROOT / "results" / "smoke" / "bench.json",
-}
+FULL = Config(
+    steps=(50, 100, 200, 1000),
+    batches=(1, 64),
+    drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
+    windows=("8", "adaptive"),
+    cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 64, 128, 256, 576, 1088),
+    large_models=("S/2", "XL/2"),
+    large_batches=(1, 2, 4, 8, 16, 32, 64),
+    perfect_windows=(4, 8),
+    repeats=5,
+)
+GPU_HOST = replace(
+    FULL,
+    steps=(200, 1000, 50, 100),  # the issue's headline cells first, for a short lease
+    large_models=(),
+    large_batches=(),
+    placement="host",
+)
+CPU = Config(
+    steps=(50, 200),
+    batches=(1, 8),
+    drafters=("frozen", "free-nearest", "free-exit", "extrapolating"),
+    windows=("8", "adaptive"),
+    cost_batches=(1, 2, 4, 8, 9, 16, 17, 32, 72, 136),
+    large_models=("S/2",),
+    large_batches=(1, 2, 4),
+    perfect_windows=(4, 8),
+    repeats=3,
+)
+SMOKE = Config(
+    steps=(12,),
+    batches=(2,),
+    drafters=("free-nearest", "free-exit"),
+    windows=("4", "adaptive"),
+    cost_batches=(1, 2, 5, 10),
+    large_models=(),
+    large_batches=(),
+    perfect_windows=(4,),
+    repeats=1,
+)
+#: ``gpu`` is the full preset under its earlier name.
+PRESETS: dict[str, Config] = {"full": FULL, "gpu": FULL, "gpu-host": GPU_HOST, "cpu": CPU, "smoke": SMOKE}
+
+
+@dataclass(frozen=True)
+class CostCurveCell:
+    """A cost curve: seconds per call of ``model``'s first ``blocks`` blocks at each batch size."""
+
+    model: str  # "digits" (the shipped weights) or a DIT_PRESETS name (random weights)
+    blocks: int
+    batches: tuple[int, ...]
+    repeats: int
+    device: str
+
+
+@dataclass(frozen=True)
+class SamplingCell:
+    """A timed pair: plain, then speculative sampling of the digits DiT with one configuration."""
+
+    steps: int
+    batch: int
+    rule: Rule
+    drafter: str  # a network drafter, or "perfect" (the target itself)
+    window: str  # a window length, or "adaptive"
+    placement: str
+    compiled: bool
+    device: str
+    cost_batches: tuple[int, ...]  # the digits curve measured in the cell; empty where the cell needs none
+    repeats: int
+
+
+#: The parameters of a cell of this experiment.
+BenchCell = CostCurveCell | SamplingCell
+
+
+# --- Cells ---------------------------------------------------------------------------------------------------------
+
+
+def default_device() -> str:
+    """cuda when available, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cost_curve_cells(config: Config, device: str) -> list[CostCurveCell]:
+    """The digits curves (full depth, 1 and ``EXIT_BLOCKS`` blocks), then each large model's (full, a quarter)."""
+    digits = DIT_PRESETS["digits"].depth
+    exits = (digits, 1, EXIT_BLOCKS)
+    curves = [CostCurveCell("digits", blocks, config.cost_batches, config.repeats, device) for blocks in exits]
+    for name in config.large_models:
+        depth = DIT_PRESETS[name].depth
+        for blocks in (depth, max(1, depth // 4)):
+            curves.append(CostCurveCell(name, blocks, config.large_batches, config.repeats, device))
+    return curves
+
+
+def sampling_cells(config: Config, device: str) -> list[SamplingCell]:
+    """For each (batch, N): every rule x drafter x window, then the perfect drafter at each of its windows."""
+
+    def cell(steps: int, batch: int, rule: Rule, drafter: str, window: str) -> SamplingCell:
+        needs_curve = window == "adaptive" or drafter == "perfect"
+        cost_batches = config.cost_batches if needs_curve else ()
+        return SamplingCell(
+            steps, batch, rule, drafter, window, config.placement, config.compile, device, cost_batches, config.repeats
+        )
+
+    cells = []
+    for batch in config.batches:
+        for steps in config.steps:
+            for rule in RULES:
+                for drafter in config.drafters:
+                    cells += [cell(steps, batch, rule, drafter, window) for window in config.windows]
+            cells += [cell(steps, batch, "block", "perfect", str(window)) for window in config.perfect_windows]
+    return cells
+
+
+def cells(config: Config) -> list[BenchCell]:
+    """The cost curves first, then the sampling cells in the preset's order of priority."""
+    device = config.device or default_device()
+    return [*cost_curve_cells(config, device), *sampling_cells(config, device)]
+
+
+# --- Cost curves ---------------------------------------------------------------------------------------------------
 
 
 def cost_curve(
-    model: DiT, batches: Sequence[int], device: torch.device, repeats: int, k: int | None = None
+    model: DiT,
+    batches: Sequence[int],
+    device: torch.device,
+    repeats: int,
+    k: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> list[float]:
-    """Seconds per call of ``model`` (or its first ``k`` blocks) at each batch size, random inputs."""
+    """Seconds per call of ``model`` (or its first ``k`` blocks) at each batch size, random inputs from
+    ``generator`` (drawn on the CPU)."""
     config = model.config
     seconds = []
     for batch in batches:
-        x = torch.randn(batch, config.in_channels, config.input_size, config.input_size, device=device)
-        t = torch.randint(0, 1000, (batch,), device=device)
-        y = torch.randint(0, config.num_classes, (batch,), device=device)
+        x = torch.randn(batch, config.in_channels, config.input_size, config.input_size, generator=generator)
+        t = torch.randint(0, 1000, (batch,), generator=generator)
+        y = torch.randint(0, config.num_classes, (batch,), generator=generator)
+        x, t, y = x.to(device), t.to(device), y.to(device)
         blocks = model.depth if k is None else k
 
         def call(x: torch.Tensor = x, t: torch.Tensor = t, y: torch.Tensor = y, blocks: int = blocks) -> torch.Tensor:
@@ -151,82 +271,44 @@ def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[
     return cost
 
 
-def run(
-    preset: Preset,
-    device: torch.device,
-    seed: int,
-    progress: bool = True,
-    deadline: float | None = None,
-    checkpoint: Callable[[dict[str, Any]], None] | None = None,
-    compiled: bool = False,
-) -> dict[str, Any]:
-    """Cost curves and records; ``checkpoint(partial)`` after each record, no new cell after ``deadline``;
-    ``compiled`` samples with ``compile=True`` (plain and speculative alike).
+@functools.cache
+def _digits(device: str) -> DiT:
+    """The shipped digits DiT on ``device``, loaded once per process."""
+    return load_pretrained("digits", device=device)
 
-    ``deadline`` is a ``time.perf_counter()`` value; the result's ``complete`` says whether every cell ran.
-    """
-    commit = git_commit()
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    model = load_pretrained("digits", device=device)
-    curves: list[dict[str, Any]] = []
-    digits_curve = cost_curve(model, preset.cost_batches, device, preset.repeats)
-    curves.append({"model": "digits", "blocks": model.depth, "batches": preset.cost_batches, "seconds": digits_curve})
-    for k in (1, EXIT_BLOCKS):
-        seconds = cost_curve(model, preset.cost_batches, device, preset.repeats, k=k)
-        curves.append({"model": "digits", "blocks": k, "batches": preset.cost_batches, "seconds": seconds})
-    for name in preset.large_models:
-        large = DiT(DIT_PRESETS[name], generator=torch.Generator().manual_seed(0)).to(device).eval()
-        curves.append(
-            {
-                "model": name,
-                "blocks": large.depth,
-                "batches": preset.large_batches,
-                "seconds": cost_curve(large, preset.large_batches, device, preset.repeats),
-            }
-        )
-        quarter = max(1, large.depth // 4)
-        seconds = cost_curve(large, preset.large_batches, device, preset.repeats, k=quarter)
-        curves.append({"model": name, "blocks": quarter, "batches": preset.large_batches, "seconds": seconds})
-        del large
-    cost = _interpolated(preset.cost_batches, digits_curve)
-    base = {
-        "model": "digits",
-        "device": device_name,
-        "placement": preset.placement,
-        "compiled": compiled,
-        "commit": commit,
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or ``"cpu"``."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def run_cost_curve(cell: CostCurveCell, seed: int) -> dict[str, Any]:
+    """A cost-curve record; a large model gets random weights from ``seed``, the inputs come from ``seed + 1``."""
+    device = torch.device(cell.device)
+    if cell.model == "digits":
+        model = _digits(cell.device)
+    else:
+        model = DiT(DIT_PRESETS[cell.model], generator=torch.Generator().manual_seed(seed)).to(device).eval()
+    inputs = torch.Generator().manual_seed(seed + 1)
+    seconds = cost_curve(model, cell.batches, device, cell.repeats, k=cell.blocks, generator=inputs)
+    return {
+        "kind": "cost-curve",
+        "model": cell.model,
+        "blocks": cell.blocks,
+        "batches": list(cell.batches),
+        "seconds": seconds,
+        "device": device_name(device),
     }
-    records: list[dict[str, Any]] = []
 
-    def add(record: dict[str, Any]) -> None:
-        records.append({**base, **record})
-        _report(records[-1], progress)
-        if checkpoint is not None:
-            checkpoint({"cost_curves": curves, "records": records, "complete": False})
 
-    if checkpoint is not None:
-        checkpoint({"cost_curves": curves, "records": records, "complete": False})
-    cells = [(steps, batch) for batch in preset.batches for steps in preset.steps]  # in the preset's order of priority
-    for number, (steps, batch) in enumerate(cells):
-        if deadline is not None and time.perf_counter() > deadline:
-            print(f"time is up: {len(cells) - number} of {len(cells)} cells not run", flush=True)
-            return {"cost_curves": curves, "records": records, "complete": False}
-        kernel = DDPMKernel(linear_schedule(1000), num_steps=steps)
-        case = _Case(model, kernel, batch, device, seed, host=preset.placement == "host", compiled=compiled)
-        case.plain_seconds()  # warm-up
-        for rule in ("token-reflection", "block"):
-            for drafter in preset.drafters:
-                for window in preset.windows:
-                    add(case.speculative(rule, drafter, window, cost))
-        for window_length in preset.perfect_windows:
-            add(case.perfect(window_length, cost))
-    return {"cost_curves": curves, "records": records, "complete": True}
+# --- Sampling ------------------------------------------------------------------------------------------------------
 
 
 class _Case:
-    """One (model, N, batch) cell: plain timing and speculative runs with the same seeds.
+    """One (model, N, batch) case: plain and speculative runs with the same seeds.
 
-    With ``host``, the states live on the CPU and the model is called through :class:`DeviceModel`.
+    The noise comes from ``seed``, sample i's generator from ``seed + 1 + i``. With ``host``, the states live on
+    the CPU and the model is called through :class:`DeviceModel`.
     """
 
     def __init__(
@@ -245,10 +327,9 @@ class _Case:
         states_device = torch.device("cpu") if host else device
         self.labels = torch.arange(batch, device=states_device) % 10
         self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(states_device)
-        self._round_overhead: float | None = None
 
     def generators(self) -> list[torch.Generator]:
-        return [torch.Generator().manual_seed(self.seed * 7919 + i) for i in range(self.batch)]
+        return [torch.Generator().manual_seed(self.seed + 1 + i) for i in range(self.batch)]
 
     def _timed(self, function: Callable[[], Any]) -> tuple[Any, float]:
         with torch.no_grad():
@@ -287,33 +368,39 @@ class _Case:
     def round_overhead(self) -> float:
         """The sampler's own extra time per speculative round over a plain step, in network calls on the batch.
 
-        Measured once per cell with the network timed (synchronized) inside the runs: the time outside the network per
-        round of a speculative run (reuse Free Drafter, window 8, block rule) minus the time outside the network per
-        step of a plain run, over the network's time per plain call. The adaptive policy charges it to every
-        speculative round (``AdaptiveWindow(round_overhead=...)``).
+        Measured with the network timed (synchronized) inside the runs: the time outside the network per round of a
+        speculative run (reuse Free Drafter, window 8, block rule) minus the time outside the network per step of a
+        plain run, over the network's time per plain call. The adaptive policy charges it to every speculative round
+        (``AdaptiveWindow(round_overhead=...)``).
         """
-        if self._round_overhead is None:
-            plain_model, speculative_model = TimedModel(self.model, self.device), TimedModel(self.model, self.device)
-            steps = self.kernel.num_steps
-            plain_wall = self.plain_seconds(plain_model)
-            result, wall = self._sample(FreeDrafter(), FixedWindow(8), "block", speculative_model)
-            plain_step = (plain_wall - plain_model.seconds) / steps
-            per_round = (wall - speculative_model.seconds) / result.rounds
-            self._round_overhead = max(0.0, per_round - plain_step) / (plain_model.seconds / steps)
-        return self._round_overhead
-
-    def speculative(self, rule: Rule, drafter: str, window: str, cost: Callable[[int], float]) -> dict[str, Any]:
+        plain_model, speculative_model = TimedModel(self.model, self.device), TimedModel(self.model, self.device)
         steps = self.kernel.num_steps
-        baseline = self.plain_seconds()
+        plain_wall = self.plain_seconds(plain_model)
+        result, wall = self._sample(FreeDrafter(), FixedWindow(8), "block", speculative_model)
+        plain_step = (plain_wall - plain_model.seconds) / steps
+        per_round = (wall - speculative_model.seconds) / result.rounds
+        return max(0.0, per_round - plain_step) / (plain_model.seconds / steps)
+
+    def speculative(
+        self, rule: Rule, drafter: str, window: str, cost: Callable[[int], float] | None = None
+    ) -> dict[str, Any]:
+        """Plain then speculative sampling; ``cost`` (seconds per call on m states) is required by the adaptive
+        policy, whose round overhead is measured first."""
+        steps = self.kernel.num_steps
         policy: WindowPolicy
+        overhead = None
         if window == "adaptive":
+            if cost is None:
+                raise ValueError("the adaptive policy needs the cost curve")
+            overhead = self.round_overhead()
             policy = AdaptiveWindow(
-                max_window=16,
+                max_window=ADAPTIVE_MAX_WINDOW,
                 batch_cost=lambda m: cost(self.batch * m) / cost(self.batch),
-                round_overhead=self.round_overhead(),
+                round_overhead=overhead,
             )
         else:
             policy = FixedWindow(int(window))
+        baseline = self.plain_seconds()
         result, wall = self._sample(network_drafter(drafter), policy, rule)
         summary = calibrate_run(result, rule) if result.accepted else None
         return {
@@ -332,10 +419,11 @@ class _Case:
             "measured_steps_per_round": summary.measured_steps_per_round if summary else 1.0,
             "predicted_steps_per_round": summary.predicted_steps_per_round if summary else 1.0,
             "calibration_z": summary.z if summary else None,
-            "round_overhead": self._round_overhead if window == "adaptive" else None,
+            "round_overhead": overhead,
         }
 
     def perfect(self, window: int, cost: Callable[[int], float]) -> dict[str, Any]:
+        """Plain then speculative sampling with the target as its own draft (block rule, fixed window)."""
         steps = self.kernel.num_steps
         baseline = self.plain_seconds()
         draft_model = TimedModel(self.model, self.device)
@@ -362,9 +450,55 @@ class _Case:
         }
 
 
-def _report(record: dict[str, Any], progress: bool) -> None:
-    if not progress:
-        return
+#: The (device, placement, compiled, N, batch) cases this process has already sampled once untimed.
+_WARM: set[tuple[str, str, bool, int, int]] = set()
+
+
+def _warm_up(case: _Case, cell: SamplingCell) -> None:
+    """One untimed plain run per case and process, before its first timed run (first-call costs stay out)."""
+    key = (cell.device, cell.placement, cell.compiled, cell.steps, cell.batch)
+    if key not in _WARM:
+        case.plain_seconds()
+        _WARM.add(key)
+
+
+def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
+    """A speedup record: the digits curve (where the cell needs it), then the timed plain and speculative runs."""
+    device = torch.device(cell.device)
+    model = _digits(cell.device)
+    kernel = DDPMKernel(linear_schedule(1000), num_steps=cell.steps)
+    case = _Case(model, kernel, cell.batch, device, seed, host=cell.placement == "host", compiled=cell.compiled)
+    _warm_up(case, cell)
+    cost = None
+    if cell.cost_batches:
+        inputs = torch.Generator().manual_seed(seed + 1)
+        seconds = cost_curve(model, cell.cost_batches, device, cell.repeats, generator=inputs)
+        cost = _interpolated(cell.cost_batches, seconds)
+    if cell.drafter == "perfect":
+        if cost is None:
+            raise ValueError("a perfect-drafter cell needs the cost curve")
+        record = case.perfect(int(cell.window), cost)
+    else:
+        record = case.speculative(cell.rule, cell.drafter, cell.window, cost)
+    context = {"model": "digits", "device": device_name(device), "placement": cell.placement}
+    return {"kind": "speedup", **context, "compiled": cell.compiled, **record}
+
+
+def run_cell(cell: BenchCell, seed: int) -> dict[str, Any]:
+    """The record of one cell: a cost curve or a timed plain/speculative pair."""
+    if isinstance(cell, CostCurveCell):
+        return run_cost_curve(cell, seed)
+    return run_sampling(cell, seed)
+
+
+# --- Summary -------------------------------------------------------------------------------------------------------
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """A printed line per record."""
+    if record["kind"] == "cost-curve":
+        points = ", ".join(f"{b}: {1e3 * s:.3g} ms" for b, s in zip(record["batches"], record["seconds"], strict=True))
+        return f"cost curve {record['model']}, {record['blocks']} blocks: {points}"
     line = (
         f"N={record['steps']:<5} B={record['batch']:<3} {record['rule']:<5} {record['drafter']:<13} "
         f"L={record['window']:<8} calls {record['target_calls']:<5} speedup {record['speedup']:.2f}x "
@@ -373,50 +507,100 @@ def _report(record: dict[str, Any], progress: bool) -> None:
     if "efficiency" in record:
         line += f"; without the draft {record['speedup_without_draft']:.2f}x of ideal {record['ideal_speedup']:.2f}x"
         line += f" = efficiency {record['efficiency']:.0%}"
-    print(line, flush=True)
+    return line
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """Whether every cell ran (``complete``), and a line per speedup record."""
+    speedups = [record for record in records if record["kind"] == "speedup"]
+    return Summary(
+        fields={"complete": len(records) == len(cells(config))},
+        text="\n".join(describe(record) for record in speedups),
+    )
+
+
+EXPERIMENT = Experiment(
+    module="simulations.bench_gpu",
+    description=__doc__ or "",
+    presets=PRESETS,
+    default_seed=DEFAULT_SEED,
+    output="gpu/bench_gpu.json",
+    code=(
+        *SAMPLER_CODE,
+        "specdiff/models/dit.py",
+        "specdiff/models/weights/dit_digits.safetensors",
+        "specdiff/models/weights/dit_digits.json",
+        "specdiff/placement.py",
+        "specdiff/timing.py",
+        "specdiff/diagnostics.py",
+        "simulations/common.py",
+        "simulations/bench_gpu.py",
+    ),
+    cells=cells,
+    run_cell=run_cell,
+    summarize=summarize,
+    timed=True,
+    describe=describe,
+    options=("device", "placement", "compile"),
+)
+
+
+def run(
+    config: Config, device: torch.device | str | None = None, seed: int = DEFAULT_SEED, progress: bool = True
+) -> dict[str, Any]:
+    """Every cell of ``config`` in this process, each with ``seed`` itself: no store, no results file.
+
+    For quick checks (``simulations/gpu_checks.sh``) and tests: two configs that differ only in their placement then
+    draw the same noise. Returns ``{"cost_curves": [...], "records": [...], "complete": True}``, the speedup records
+    apart from the cost curves.
+    """
+    if device is not None:
+        config = replace(config, device=str(device))
+    records = []
+    for cell in make_cells(EXPERIMENT, config, seed):
+        records.append(run_cell(cell.parameters, seed))
+        if progress:
+            print(describe(records[-1]), flush=True)
+    curves = [record for record in records if record["kind"] == "cost-curve"]
+    speedups = [record for record in records if record["kind"] == "speedup"]
+    return {"cost_curves": curves, "records": speedups, "complete": True}
+
+
+def bench_view(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A bench results file, in this layout or the one before the experiment framework, as the report and the
+    figures read it: ``records`` the speedup records only, ``cost_curves`` the cost curves, ``complete`` whether
+    every cell ran, ``max_seconds`` the budget (None: none)."""
+    records = payload["records"]
+    sweep = payload.get("sweep", {})
+    if "cost_curves" in payload:  # the layout before the experiment framework
+        speedups, curves = list(records), list(payload["cost_curves"])
+    else:
+        speedups = [r for r in records if r["kind"] == "speedup"]
+        curves = [r for r in records if r["kind"] == "cost-curve"]
+    complete = payload.get("complete", True) and not sweep.get("not_run", 0) and not sweep.get("failed", 0)
+    max_seconds = payload.get("max_seconds", sweep.get("max_seconds"))
+    return {**payload, "records": speedups, "cost_curves": curves, "complete": complete, "max_seconds": max_seconds}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=None)
-    parser.add_argument("--max-seconds", type=float, default=None, help="start no new (N, batch) cell after this")
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="sample with compile=True, plain and speculative alike (the round's kernels)",
-    )
-    arguments = parser.parse_args(argv)
-    device = torch.device(arguments.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preset = PRESETS[arguments.preset]
-    if device.type == "cpu" or preset.placement == "host":
-        torch.set_num_threads(1)  # wherever the states are on the CPU, plain and speculative runs alike
-    output = arguments.output or DEFAULT_OUTPUT[arguments.preset]
-    start = time.perf_counter()
-
-    def save(results: dict[str, Any]) -> None:
-        write_results(
-            output,
-            {
-                "script": "simulations.bench_gpu",
-                "preset": arguments.preset,
-                "seed": arguments.seed,
-                "sizes": asdict(preset),
-                "max_seconds": arguments.max_seconds,
-                "compiled": arguments.compile,
-                "seconds": time.perf_counter() - start,
-                **results,
-            },
-        )
-
-    deadline = None if arguments.max_seconds is None else start + arguments.max_seconds
-    results = run(preset, device, arguments.seed, deadline=deadline, checkpoint=save, compiled=arguments.compile)
-    save(results)
-    print(f"wrote {output} in {time.perf_counter() - start:.0f} s ({'complete' if results['complete'] else 'partial'})")
-    return 0
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = [
+    "EXPERIMENT",
+    "PRESETS",
+    "BenchCell",
+    "Config",
+    "CostCurveCell",
+    "SamplingCell",
+    "cells",
+    "cost_curve",
+    "main",
+    "run",
+    "run_cell",
+    "summarize",
+]

@@ -10,7 +10,11 @@
 
 Every subcommand takes ``--seed``, ``--device``, ``--json`` (a JSON document on stdout, progress and messages on
 stderr) and ``--no-progress``. Bad arguments end with exit status 2 and a one-line message, before any long work
-starts. Outputs go to ``specdiff-output/`` (ignored by git) unless ``--output-dir`` names another folder.
+starts. Outputs go to ``specdiff-output/`` (ignored by git) unless ``--output-dir`` names another folder: ``demo``
+and ``sample`` write a JSON file with the standard header of the results files (``simulations.experiment``: script,
+preset ``"arguments"``, seed, config, provenance, seconds) and the run's numbers; ``verify`` and ``bench`` run their
+experiment with its store of finished cells in ``OUTPUT_DIR/cells``, so a rerun reuses them (``bench --fresh`` times
+every cell again).
 
 The command line lives in ``simulations`` (the top layer) because ``verify``, ``figures`` and ``bench`` run the
 simulation scripts.
@@ -32,7 +36,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from simulations.common import write_results
+from simulations.experiment import standard_header, write_json
 
 #: Where the commands write unless told otherwise (``.gitignore`` lists it).
 OUTPUT_ROOT = Path("specdiff-output")
@@ -121,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--size", choices=("smoke", "full"), default="smoke", help="smoke: about a minute; full: the committed run"
     )
-    _output_option(verify, OUTPUT_ROOT / "verify", "exactness.json")
+    _output_option(verify, OUTPUT_ROOT / "verify", "exactness.json and the finished checks (cells/)")
 
     figures = commands.add_parser("figures", parents=common, help="every figure, from the committed results")
     figures.add_argument("--results", type=Path, default=None, help="results folder (default: the repository's)")
@@ -130,10 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     from simulations.bench_gpu import PRESETS
 
     bench = commands.add_parser("bench", parents=common, help="wall clock of plain against speculative sampling")
-    bench.add_argument("--preset", choices=sorted(PRESETS), default="smoke", help="smoke: seconds; gpu: minutes")
+    bench.add_argument("--preset", choices=sorted(PRESETS), default="smoke", help="smoke: seconds; full: minutes")
     bench.add_argument("--max-seconds", type=float, default=None, help="start no new cell after this")
     bench.add_argument("--compile", action="store_true", help="sample with compile=True")
-    _output_option(bench, OUTPUT_ROOT / "bench", "bench_PRESET.json")
+    bench.add_argument("--fresh", action="store_true", help="time every cell again (default: keep the finished ones)")
+    _output_option(bench, OUTPUT_ROOT / "bench", "bench_PRESET.json and the finished cells (cells/)")
     return parser
 
 
@@ -178,6 +183,15 @@ def _messages_to_stderr(enabled: bool) -> Iterator[None]:
         yield
 
 
+#: The ``preset`` of the results files of ``demo`` and ``sample``: they have none, their config is the arguments.
+COMMAND_PRESET = "arguments"
+
+
+def _write_run(path: Path, script: str, seed: int, config: Any, seconds: float, fields: dict[str, Any]) -> None:
+    """Write a command's results file: the standard header, ``seconds`` and the run's ``fields``."""
+    write_json(path, {**standard_header(script, COMMAND_PRESET, seed, config), "seconds": seconds, **fields})
+
+
 def _emit(arguments: argparse.Namespace, document: Any, text: str = "") -> None:
     if arguments.json:
         print(json.dumps(document, indent=1))
@@ -193,6 +207,7 @@ def _demo(arguments: argparse.Namespace) -> int:
     _require(arguments.max_window >= 1, f"--max-window must be >= 1, got {arguments.max_window}")
     device = check_device(arguments.device)
     output = check_writable(arguments.output_dir)
+    start = time.perf_counter()
     result = run_demo(
         steps=arguments.steps,
         samples_per_class=arguments.samples_per_class,
@@ -203,7 +218,15 @@ def _demo(arguments: argparse.Namespace) -> int:
         output_dir=output,
         progress=not arguments.no_progress,
     )
-    write_results(output / "demo.json", {"script": "specdiff demo", **asdict(result)})
+    config = {
+        "steps": arguments.steps,
+        "samples_per_class": arguments.samples_per_class,
+        "max_window": arguments.max_window,
+        "measured_cost": arguments.measured_cost,
+        "device": str(device),
+    }
+    seconds = time.perf_counter() - start
+    _write_run(output / "demo.json", "specdiff demo", arguments.seed, config, seconds, asdict(result))
     written = f"wrote {output / 'demo.json'} and {output / 'demo_digits.png'}"
     _emit(arguments, {**asdict(result), "output_dir": str(output)}, f"{format_demo(result)}\n{written}")
     return 0
@@ -264,8 +287,10 @@ def _sample(arguments: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         raise CommandLineError(str(error)) from None
     output = check_writable(arguments.output_dir)
+    start = time.perf_counter()
     report = run_sample(request, model, output, progress=not arguments.no_progress)
-    write_results(output / "sample.json", {"script": "specdiff sample", **asdict(report)})
+    seconds = time.perf_counter() - start
+    _write_run(output / "sample.json", "specdiff sample", arguments.seed, request, seconds, asdict(report))
     written = f"wrote {output / 'sample.json'} and {output / 'sample_grid.png'}"
     _emit(arguments, {**asdict(report), "output_dir": str(output)}, f"{format_sample(report)}\n{written}")
     return 0
@@ -275,8 +300,9 @@ def _verify(arguments: argparse.Namespace) -> int:
     from simulations import exactness
 
     _require(check_device(arguments.device).type == "cpu", "specdiff verify runs on the cpu only")
-    output = check_writable(arguments.output_dir) / "exactness.json"
-    script_arguments = ["--seed", str(arguments.seed), "--output", str(output)]
+    folder = check_writable(arguments.output_dir)
+    output = folder / "exactness.json"
+    script_arguments = ["--seed", str(arguments.seed), "--output", str(output), "--store", str(folder / "cells")]
     with _messages_to_stderr(arguments.json):
         status = exactness.main(script_arguments + (["--smoke"] if arguments.size == "smoke" else []))
     payload = json.loads(output.read_text())
@@ -304,13 +330,16 @@ def _bench(arguments: argparse.Namespace) -> int:
 
     device = check_device(arguments.device)
     _require(arguments.max_seconds is None or arguments.max_seconds > 0, "--max-seconds must be > 0")
-    output = check_writable(arguments.output_dir) / f"bench_{arguments.preset}.json"
+    folder = check_writable(arguments.output_dir)
+    output = folder / f"bench_{arguments.preset}.json"
     script_arguments = ["--preset", arguments.preset, "--device", str(device), "--seed", str(arguments.seed)]
-    script_arguments += ["--output", str(output)]
+    script_arguments += ["--output", str(output), "--store", str(folder / "cells")]
     if arguments.max_seconds is not None:
         script_arguments += ["--max-seconds", str(arguments.max_seconds)]
     if arguments.compile:
         script_arguments.append("--compile")
+    if arguments.fresh:
+        script_arguments.append("--fresh")
     with _messages_to_stderr(arguments.json):
         status = bench_gpu.main(script_arguments)
     payload = json.loads(output.read_text())

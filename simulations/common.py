@@ -1,4 +1,4 @@
-"""Shared pieces of the simulation scripts: problems, drafters and kernels by name, and the result file format.
+"""Shared pieces of the simulation scripts: problems, drafters and kernels by name.
 
 A *problem* is Gaussian-mixture data in ``d`` dimensions whose exact denoiser is the target model
 (``specdiff.models.gmm``), with a perturbed mixture as an independent draft model. A single Gaussian gives the law
@@ -7,18 +7,11 @@ of the sampling chain in closed form (``gaussian_chain_marginals``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 
-from simulations.provenance import git_commit, git_dirty, machine
 from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter, ModelDrafter
 from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, Kernel, linear_schedule
 from specdiff.models.gmm import GaussianMixture, perturbed
@@ -103,64 +96,3 @@ def initial_noise(kernel: Kernel, batch: int, dimension: int, seed: int) -> torc
     """``prior_std * randn(batch, dimension)`` in float64 from its own seed."""
     generator = torch.Generator().manual_seed(seed)
     return kernel.prior_std * torch.randn(batch, dimension, dtype=torch.float64, generator=generator)
-
-
-def write_results(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` with provenance (commit, dirty tree, machine, date) as indented JSON."""
-    document = {
-        "commit": git_commit(),
-        "dirty": git_dirty(),
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **payload,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1, default=_jsonable) + "\n")
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, Sequence):
-        return list(value)
-    return float(value)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class ScriptArguments:
-    """The command line shared by the simulation scripts: ``--smoke``, ``--seed`` and ``--output``."""
-
-    smoke: bool
-    seed: int
-    output: Path
-    device: str = "cpu"  # a torch device name, for scripts that take --device
-
-    @property
-    def preset(self) -> str:
-        return "smoke" if self.smoke else "full"
-
-
-def script_arguments(
-    argv: Sequence[str] | None,
-    description: str,
-    default_seed: int,
-    full_output: Path,
-    smoke_output: Path,
-    *,
-    device_option: bool = False,
-) -> ScriptArguments:
-    """Parse the shared command line (and use one torch thread, as every script measures on one).
-
-    With ``device_option``, ``--device`` (default ``cpu``) names where the model runs.
-    """
-    parser = argparse.ArgumentParser(description=description.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny preset (seconds), used by the tests")
-    parser.add_argument("--seed", type=int, default=default_seed)
-    parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
-    if device_option:
-        parser.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda")
-    parsed = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    output = parsed.output or (smoke_output if parsed.smoke else full_output)
-    device = parsed.device if device_option else "cpu"
-    return ScriptArguments(smoke=parsed.smoke, seed=parsed.seed, output=output, device=device)

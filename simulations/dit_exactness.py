@@ -1,30 +1,38 @@
 """Exactness and calibration of speculative sampling on the trained digits DiT.
 
-For each class, speculative samples (a rule and a drafter, the adaptive window) are compared with plain DDPM samples
-of the same model drawn with independent randomness, on the 64-d images: MMD with a Gaussian kernel (median
-heuristic, permutation p-value) and KS on random projections (Bonferroni), Bonferroni over the two tests and over
-the classes, judged at ``LEVEL``. The negative control (``accept-always``: every drafted step accepted) must be
-rejected by the same test. The measured steps per round are calibrated against the theory for the logged gaps
-(``specdiff.diagnostics``, martingale z-scores).
+For each class, speculative samples (a rule and a drafter, the adaptive window unless a fixed one is given) are
+compared with plain DDPM samples of the same model drawn with independent randomness, on the 64-d images: MMD with a
+Gaussian kernel (median heuristic, permutation p-value) and KS on random projections (Bonferroni), Bonferroni over
+the two tests and over the classes, judged at ``LEVEL``. The negative control (``accept-always``: every drafted step
+accepted) must be rejected by the same test. The measured steps per round are calibrated against the theory for the
+logged gaps (``specdiff.diagnostics``, martingale z-scores). Each configuration (rule, drafter, control, window) is a
+cell of the sweep; the run passes when every check comes out as expected and every exact configuration's
+calibration z-score is within the two-sided ``LEVEL`` bound.
 
-Run ``python -m simulations.dit_exactness [--smoke] [--device cuda]``. Writes ``results/dit_exactness.json``. The
-initial noises and the samplers' generators are the same on every device; the samples are compared on the CPU.
+Run ``python -m simulations.dit_exactness [--smoke] [--device cuda]`` (``--verbose`` prints each check as it
+finishes). Writes ``results/dit_exactness.json`` (``results/smoke/dit_exactness.json`` with ``--smoke``). The
+initial noises and the samplers' generators are drawn on the CPU from the cell's seed, which leaves out the device
+(``shared_seed_fields``), so they are the same on every device; the samples are compared on the CPU. With
+``--device cuda`` on a machine with several GPUs, each Dask worker runs its cells on its own GPU
+(``simulations.experiment.local_device``).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from scipy import stats
 
-from simulations.common import network_drafter, script_arguments, write_results
+from simulations.common import network_drafter
 from simulations.controls import rule_with_control
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.experiment import Experiment, Summary, local_device
+from simulations.experiment import main as experiment_main
+from simulations.provenance import SAMPLER_CODE
 from specdiff.diagnostics import calibrate_run
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DiT, load_pretrained
@@ -32,19 +40,37 @@ from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import RuleName, sample, sample_plain
 from specdiff.stats import ks_two_sample_projection, mmd_test
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "dit_exactness.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "dit_exactness.json"
 LEVEL = 1e-3
 DEFAULT_SEED = 17
+#: The shipped checkpoint the checks sample from (its bytes enter the cells' keys).
+WEIGHTS = ("specdiff/models/weights/dit_digits.safetensors", "specdiff/models/weights/dit_digits.json")
 
 
 @dataclass(frozen=True)
 class Config:
+    """Sizes of one run.
+
+    Attributes
+    ----------
+    classes : tuple of int
+        The digits compared, each with ``samples_per_class`` samples per arm.
+    samples_per_class : int
+    steps : int
+        DDPM steps (respaced from the 1000 training steps).
+    runs : tuple of (rule, drafter, control, window)
+        The configurations checked; ``window`` is a fixed window, or None for the adaptive window.
+    permutations : int
+        Permutations of the MMD test.
+    device : str
+        Where the model runs (``--device``), e.g. ``"cpu"`` or ``"cuda"``.
+    """
+
     classes: tuple[int, ...]
     samples_per_class: int
     steps: int
-    runs: tuple[tuple[str, str, str | None, int | None], ...]  # (rule, drafter, control, fixed window or adaptive)
+    runs: tuple[tuple[str, str, str | None, int | None], ...]
     permutations: int
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         # The MMD half of a class's p-value is at least 1 / (permutations + 1), doubled by the MMD-KS Bonferroni and
@@ -73,7 +99,24 @@ SMOKE = Config(
 
 
 @dataclass(frozen=True)
+class CheckCell:
+    """The parameters of one check: a cell of the sweep."""
+
+    rule: str
+    drafter: str
+    control: str | None
+    window: int | None  # a fixed window, or None for the adaptive window
+    classes: tuple[int, ...]
+    samples_per_class: int
+    steps: int
+    permutations: int
+    device: str
+
+
+@dataclass(frozen=True)
 class DiTCheck:
+    """One check's record."""
+
     rule: str
     drafter: str
     control: str | None
@@ -89,6 +132,7 @@ class DiTCheck:
     calibration_z: float
     measured_steps_per_round: float
     predicted_steps_per_round: float
+    device: str  # the device's name (a GPU's model name on CUDA)
 
 
 def class_p_value(first: torch.Tensor, second: torch.Tensor, seed: int, permutations: int) -> float:
@@ -98,6 +142,11 @@ def class_p_value(first: torch.Tensor, second: torch.Tensor, seed: int, permutat
     mmd = mmd_test(flat_first, flat_second, permutations=permutations, generator=generator).p_value
     projection = ks_two_sample_projection(flat_first, flat_second, number_of_directions=8, generator=generator).p_value
     return min(1.0, 2 * min(mmd, projection))
+
+
+def device_name(device: torch.device) -> str:
+    """The model name of a CUDA device, else the device as a string (``"cpu"``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
 
 
 def check(
@@ -113,7 +162,33 @@ def check(
     permutations: int = 200,
     window: WindowPolicy | None = None,
 ) -> DiTCheck:
-    """Speculative vs plain samples of ``model`` per class, on the model's device; see the module docstring."""
+    """Speculative vs plain samples of ``model`` per class, on the model's device; see the module docstring.
+
+    Parameters
+    ----------
+    model : DiT
+    rule : RuleName
+        The verification rule (``"adaptive"``: the window policy chooses per sample and round).
+    drafter : str
+        One of ``simulations.common.NETWORK_DRAFTER_NAMES``.
+    control : str or None
+        A negative control of ``simulations.controls`` (expected to be rejected), or None.
+    classes : sequence of int
+    samples_per_class : int
+    steps : int
+        DDPM steps.
+    seed : int
+        The noises use ``seed`` and ``seed + 1``, the samplers ``seed + 2`` and ``seed + 3``, the tests of class c
+        ``seed + 4 + c``.
+    permutations : int
+        Permutations of the MMD test.
+    window : WindowPolicy, optional
+        Default: the adaptive window.
+
+    Returns
+    -------
+    DiTCheck
+    """
     device = next(model.parameters()).device
     kernel = DDPMKernel(linear_schedule(1000), num_steps=steps)
     labels = torch.tensor(list(classes)).repeat_interleave(samples_per_class)
@@ -159,59 +234,129 @@ def check(
         calibration_z=calibration.z,
         measured_steps_per_round=calibration.measured_steps_per_round,
         predicted_steps_per_round=calibration.predicted_steps_per_round,
+        device=device_name(device),
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT, device_option=True)
-    config, output = (SMOKE if arguments.smoke else FULL), arguments.output
-    device = torch.device(arguments.device)
-    model = load_pretrained("digits", device=device)
-    start = time.perf_counter()
-    checks = []
-    for index, (rule, drafter, control, window) in enumerate(config.runs):
-        result = check(
-            model,
-            rule=rule,  # type: ignore[arg-type]
+@functools.lru_cache(maxsize=2)
+def shipped_model(device: str) -> DiT:
+    """The shipped digits DiT on ``device``, loaded once per process."""
+    return load_pretrained("digits", device=torch.device(device))
+
+
+def cells(config: Config) -> list[CheckCell]:
+    """One cell per configuration of ``config.runs``, in order."""
+    return [
+        CheckCell(
+            rule=rule,
             drafter=drafter,
             control=control,
+            window=window,
             classes=config.classes,
             samples_per_class=config.samples_per_class,
             steps=config.steps,
-            seed=arguments.seed + 1000 * index,
             permutations=config.permutations,
-            window=None if window is None else FixedWindow(window),
+            device=config.device,
         )
-        checks.append(result)
-        verdict = "ok" if result.rejected == result.expected_rejection else "FAILED"
-        print(
-            f"{rule:<17} {drafter:<11} {control or '-':<14} p = {result.p_value:.3g}  calls {result.target_calls} "
-            f"vs {result.plain_target_calls}  steps/round {result.measured_steps_per_round:.2f} (predicted "
-            f"{result.predicted_steps_per_round:.2f}, z = {result.calibration_z:+.2f})  {verdict}",
-            flush=True,
-        )
-    z_level = float(stats.norm.isf(LEVEL / 2))
-    passed = all(c.rejected == c.expected_rejection for c in checks) and all(
-        abs(c.calibration_z) <= z_level for c in checks if c.control is None
+        for rule, drafter, control, window in config.runs
+    ]
+
+
+def run_check(cell: CheckCell, seed: int) -> DiTCheck:
+    """The check of one cell, with the shipped model on the cell's device (:func:`local_device` of it)."""
+    return check(
+        shipped_model(local_device(cell.device)),
+        rule=cell.rule,  # type: ignore[arg-type]
+        drafter=cell.drafter,
+        control=cell.control,
+        classes=cell.classes,
+        samples_per_class=cell.samples_per_class,
+        steps=cell.steps,
+        seed=seed,
+        permutations=cell.permutations,
+        window=None if cell.window is None else FixedWindow(cell.window),
     )
-    payload: dict[str, Any] = {
-        "script": "simulations.dit_exactness",
-        "preset": arguments.preset,
-        "seed": arguments.seed,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        "level": LEVEL,
-        "sizes": asdict(config),
-        "seconds": time.perf_counter() - start,
-        "all_passed": passed,
-        "records": [asdict(c) for c in checks],
-    }
-    write_results(output, payload)
-    print(f"wrote {output}")
-    return 0 if passed else 1
+
+
+def z_bound() -> float:
+    """The two-sided normal bound of the calibration z-scores at ``LEVEL``."""
+    return float(stats.norm.isf(LEVEL / 2))
+
+
+def as_expected(record: Mapping[str, Any]) -> bool:
+    """A control rejected, an exact configuration kept with its calibration z-score within :func:`z_bound`."""
+    if record["rejected"] != record["expected_rejection"]:
+        return False
+    return record["control"] is not None or abs(record["calibration_z"]) <= z_bound()
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """A printed line per check."""
+    return (
+        f"{record['rule']:<17} {record['drafter']:<13} {record['control'] or '-':<14} p = {record['p_value']:.3g}  "
+        f"calls {record['target_calls']} vs {record['plain_target_calls']}  steps/round "
+        f"{record['measured_steps_per_round']:.2f} (predicted {record['predicted_steps_per_round']:.2f}, "
+        f"z = {record['calibration_z']:+.2f})  {'ok' if as_expected(record) else 'FAILED'}"
+    )
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """Every check as expected; the level and the device for the report."""
+    passed = all(as_expected(record) for record in records)
+    devices = list(dict.fromkeys(str(record["device"]) for record in records)) or [config.device]
+    return Summary(
+        fields={"device": ", ".join(devices), "level": LEVEL, "all_passed": passed},
+        passed=passed,
+        text="\n".join(describe(record) for record in records),
+    )
+
+
+EXPERIMENT = Experiment(
+    module="simulations.dit_exactness",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="dit_exactness.json",
+    code=(
+        *SAMPLER_CODE,
+        "specdiff/models/dit.py",
+        "specdiff/stats.py",
+        "specdiff/diagnostics.py",
+        *WEIGHTS,
+        "simulations/common.py",
+        "simulations/controls.py",
+        "simulations/dit_exactness.py",
+    ),
+    cells=cells,
+    run_cell=run_check,
+    summarize=summarize,
+    describe=describe,
+    options=("device",),
+    shared_seed_fields=("device",),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["FULL", "LEVEL", "SMOKE", "check", "class_p_value", "main"]
+__all__ = [
+    "EXPERIMENT",
+    "FULL",
+    "LEVEL",
+    "SMOKE",
+    "CheckCell",
+    "Config",
+    "DiTCheck",
+    "as_expected",
+    "cells",
+    "check",
+    "class_p_value",
+    "main",
+    "run_check",
+    "shipped_model",
+]

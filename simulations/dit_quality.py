@@ -2,8 +2,8 @@
 
 Samples are drawn class-conditionally (``samples_per_class`` per digit, no guidance by default) with the DDPM
 ancestral sampler (``DDPMKernel(linear_schedule(1000), num_steps)``, ``fixed_small`` variance, trailing spacing)
-run by ``specdiff.sampler.sample_plain`` from ``N(0, I)``, in float32, with per-sample generators seeded from
-``--seed``. Then
+run by ``specdiff.sampler.sample_plain`` from ``N(0, I)``, in float32, with one generator seeded from the cell's seed.
+Then
 
 (a) a support-vector classifier (scikit-learn ``SVC``, RBF kernel, default hyper-parameters) is fitted on the real
     train split and scored on the samples against their conditioning labels, and on the held-out real digits (its
@@ -14,37 +14,41 @@ run by ``specdiff.sampler.sample_plain`` from ``N(0, I)``, in float32, with per-
 
 Samples are clamped to [-1, 1] for classification, distances and display only.
 
-Writes ``results/dit_quality.json``: seed, sizes, commit, the numbers, and the images of the sample grid (10 classes x
-10 samples, 3 decimals), from which ``specdiff figures`` draws ``docs/figures/dit_digits_samples.png``; ``--figure
-PATH`` also writes that grid as a PNG. Run ``python -m simulations.dit_quality`` (seconds) or ``--smoke``.
+One cell (the experiment framework, ``simulations.experiment``): its parameters are the sizes, the model's name and
+folder and the SHA-256 of its weights, so a retrained model is a new cell. Writes ``results/dit_quality.json``
+(``results/smoke/dit_quality.json`` with ``--smoke``): the standard header, the numbers (``metrics``), the sizes
+(``samples``, ``train_images``, ``heldout_images``; the steps are ``config.num_steps``) and the images of the sample
+grid (``grid``: 10 classes x ``grid_columns`` samples, 3 decimals), from which ``specdiff figures`` draws
+``docs/figures/dit_digits_samples.png``; ``--figure PATH`` also writes that grid as a PNG. Options: ``--name`` (the
+model, ``dit_{name}.safetensors``), ``--weights-dir`` (default: the shipped weights), ``--guidance-scale``. Run
+``python -m simulations.dit_quality`` (seconds) or ``--smoke``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import hashlib
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from simulations.provenance import REPOSITORY_ROOT, git_commit, git_dirty, machine
+from simulations.experiment import Experiment, Summary
+from simulations.experiment import main as experiment_main
+from simulations.provenance import SAMPLER_CODE
 from specdiff.kernels import DDPMKernel, linear_schedule
-from specdiff.models.dit import ClassifierFreeGuidance, DiT, digits_dataset, load_pretrained
+from specdiff.models.dit import ClassifierFreeGuidance, DiT, digits_dataset, load_pretrained, weight_paths
 from specdiff.sampler import sample_plain
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "dit_quality.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "dit_quality.json"
 DEFAULT_SEED = 0
 NUM_CLASSES = 10
+SAMPLER = "DDPMKernel(linear_schedule(1000), num_steps, fixed_small, trailing) via sample_plain, float32"
 
 
 @dataclass(frozen=True)
@@ -60,16 +64,54 @@ class QualityConfig:
         Classifier-free guidance scale (1 = plain conditional sampling).
     grid_columns : int
         Samples per class shown in the figure (at most ``samples_per_class``).
+    name : str
+        The pretrained model (``dit_{name}.safetensors``).
+    weights_dir : str, optional
+        The folder of the weights (default: the shipped weights).
+    figure : str, optional
+        Also write the sample grid to this PNG (not part of the cell).
     """
 
     samples_per_class: int = 20
     num_steps: int = 100
     guidance_scale: float = 1.0
     grid_columns: int = 10
+    name: str = "digits"
+    weights_dir: str | None = None
+    figure: str | None = None
 
 
 FULL = QualityConfig()
 SMOKE = QualityConfig(samples_per_class=2, num_steps=10, grid_columns=2)
+
+
+@dataclass(frozen=True)
+class QualityCell:
+    """The parameters of the one cell: the sizes and the model (name, folder, digest of its files)."""
+
+    samples_per_class: int
+    num_steps: int
+    guidance_scale: float
+    grid_columns: int
+    name: str
+    weights_dir: str | None
+    weights_sha256: str
+
+
+@dataclass(frozen=True)
+class QualityRecord:
+    """The cell's record: the model, the sizes, the numbers and the sample grid."""
+
+    model: str
+    parameters: int  # the model's parameter count
+    samples: int
+    samples_per_class: int
+    num_steps: int
+    guidance_scale: float
+    train_images: int
+    heldout_images: int
+    metrics: dict[str, Any]
+    grid: dict[str, Any]
 
 
 def sample_digits(
@@ -123,7 +165,9 @@ def nearest_neighbour_distances(queries: torch.Tensor, references: torch.Tensor)
     return torch.cdist(flat_queries, flat_references).min(dim=1).values
 
 
-def evaluate(model: DiT, config: QualityConfig, seed: int) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+def evaluate(
+    model: DiT, config: QualityConfig | QualityCell, seed: int
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """Draw the samples and compute every quality number.
 
     Returns
@@ -133,9 +177,7 @@ def evaluate(model: DiT, config: QualityConfig, seed: int) -> tuple[dict[str, An
     labels : Tensor, shape (10 * samples_per_class,), long (class-major order)
     """
     labels = torch.arange(NUM_CLASSES).repeat_interleave(config.samples_per_class)
-    start = time.perf_counter()
     raw = sample_digits(model, labels, config.num_steps, seed, config.guidance_scale)
-    sampling_seconds = time.perf_counter() - start
     samples = raw.clamp(-1.0, 1.0)
     train_images, train_labels = digits_dataset("train")
     heldout_images, heldout_labels = digits_dataset("heldout")
@@ -153,7 +195,6 @@ def evaluate(model: DiT, config: QualityConfig, seed: int) -> tuple[dict[str, An
         "nearest_train_distance_samples_median": float(sample_distances.median()),
         "nearest_train_distance_heldout_real_median": float(heldout_distances.median()),
         "fraction_raw_samples_outside_unit_interval": float((raw.abs() > 1.0).double().mean()),
-        "sampling_seconds": sampling_seconds,
     }
     return metrics, samples, labels
 
@@ -197,82 +238,98 @@ def grid_figure(grid: dict[str, Any]) -> Figure:
     return figure
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m simulations.dit_quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="2 samples per class, 10 steps")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--name", default="digits", help="pretrained model name (dit_{name}.safetensors)")
-    parser.add_argument("--weights-dir", type=Path, default=None, help="default: the shipped weights")
-    parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/dit_quality.json)")
-    parser.add_argument("--figure", type=Path, default=None, help="also write the sample grid to this PNG")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance (default 1)")
-    return parser
+def weights_digest(name: str, weights_dir: str | None) -> str:
+    """SHA-256 of the model's weights and config files (``dit_{name}.safetensors`` and ``.json``)."""
+    digest = hashlib.sha256()
+    for path in weight_paths(name, None if weights_dir is None else Path(weights_dir)):
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()
+
+
+def cells(config: QualityConfig) -> list[QualityCell]:
+    """The one cell of ``config`` (the figure is not part of it)."""
+    return [
+        QualityCell(
+            samples_per_class=config.samples_per_class,
+            num_steps=config.num_steps,
+            guidance_scale=config.guidance_scale,
+            grid_columns=config.grid_columns,
+            name=config.name,
+            weights_dir=config.weights_dir,
+            weights_sha256=weights_digest(config.name, config.weights_dir),
+        )
+    ]
+
+
+def run_cell(cell: QualityCell, seed: int) -> QualityRecord:
+    """Load the model, draw the samples from ``seed`` and score them."""
+    model = load_pretrained(cell.name, directory=None if cell.weights_dir is None else Path(cell.weights_dir))
+    metrics, samples, labels = evaluate(model, cell, seed)
+    return QualityRecord(
+        model=cell.name,
+        parameters=model.num_parameters(),
+        samples=int(labels.shape[0]),
+        samples_per_class=cell.samples_per_class,
+        num_steps=cell.num_steps,
+        guidance_scale=cell.guidance_scale,
+        train_images=int(digits_dataset("train")[0].shape[0]),
+        heldout_images=int(digits_dataset("heldout")[0].shape[0]),
+        metrics=metrics,
+        grid=grid_images(samples, labels, min(cell.grid_columns, cell.samples_per_class)),
+    )
+
+
+def save_figure(grid: Mapping[str, Any], path: Path) -> None:
+    """Draw ``grid`` (:func:`grid_images`) with :func:`grid_figure` into the PNG ``path``."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = grid_figure(dict(grid))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def summarize(config: QualityConfig, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """The record's model, sizes, numbers and grid as top-level fields; draws the figure if ``config.figure``."""
+    if not records:
+        return Summary(passed=False, text="no record")
+    record = records[0]
+    if config.figure is not None:
+        save_figure(record["grid"], Path(config.figure))
+    fields = {
+        "model": record["model"],
+        "parameters": record["parameters"],
+        "sampler": SAMPLER,
+        "device": "cpu",
+        "samples": record["samples"],
+        "train_images": record["train_images"],
+        "heldout_images": record["heldout_images"],
+        "metrics": record["metrics"],
+        "grid": record["grid"],
+    }
+    lines = [f"{key:>45}: {value:.4f}" for key, value in record["metrics"].items() if isinstance(value, float)]
+    if config.figure is not None:
+        lines.append(f"wrote {config.figure}")
+    return Summary(fields=fields, text="\n".join(lines))
+
+
+EXPERIMENT = Experiment(
+    module="simulations.dit_quality",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="dit_quality.json",
+    code=(*SAMPLER_CODE, "specdiff/models/dit.py", "simulations/dit_quality.py"),
+    cells=cells,
+    run_cell=run_cell,
+    summarize=summarize,
+    options=("name", "weights_dir", "guidance_scale", "figure"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Evaluate, write the JSON and the figure, print the numbers.
-
-    Parameters
-    ----------
-    argv : sequence of str, optional
-        Command-line arguments (default ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        Exit status (0).
-    """
-    arguments = build_parser().parse_args(argv)
-    config = SMOKE if arguments.smoke else FULL
-    if arguments.guidance_scale is not None:
-        config = QualityConfig(
-            config.samples_per_class, config.num_steps, arguments.guidance_scale, config.grid_columns
-        )
-    output: Path = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = load_pretrained(arguments.name, directory=arguments.weights_dir)
-        metrics, samples, labels = evaluate(model, config, arguments.seed)
-    finally:
-        torch.set_num_threads(previous_threads)
-    payload: dict[str, Any] = {
-        "experiment": "dit_quality",
-        "preset": "smoke" if arguments.smoke else "full",
-        "model": arguments.name,
-        "parameters": model.num_parameters(),
-        "seed": arguments.seed,
-        "commit": git_commit(),
-        "dirty": git_dirty(),
-        "sizes": {
-            "samples": int(labels.shape[0]),
-            "samples_per_class": config.samples_per_class,
-            "num_steps": config.num_steps,
-            "train_images": int(digits_dataset("train")[0].shape[0]),
-            "heldout_images": int(digits_dataset("heldout")[0].shape[0]),
-        },
-        "config": asdict(config),
-        "sampler": "DDPMKernel(linear_schedule(1000), num_steps, fixed_small, trailing) via sample_plain, float32",
-        "machine": machine(),
-        "device": "cpu",
-        "metrics": metrics,
-        "grid": grid_images(samples, labels, min(config.grid_columns, config.samples_per_class)),
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(payload, indent=2) + "\n")
-    if arguments.figure is not None:
-        arguments.figure.parent.mkdir(parents=True, exist_ok=True)
-        figure = grid_figure(payload["grid"])
-        figure.savefig(arguments.figure, dpi=100)
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
-    for key, value in metrics.items():
-        if isinstance(value, float):
-            print(f"{key:>45}: {value:.4f}")
-    print(f"wrote {output}" + (f" and {arguments.figure}" if arguments.figure is not None else ""))
-    return 0
+    """Evaluate, write the JSON (and the figure with ``--figure``), print the numbers; 0 when the cell ran."""
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

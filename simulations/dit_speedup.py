@@ -6,38 +6,58 @@ K / depth per drafted step for early exit), as if it ran alone. Reported: steps 
 standard error, the target rows a round evaluates per sample (L + 1), and the share of windows the block rule
 verified (the point of ``rule="adaptive"``, which lets the window policy choose per sample and round).
 
-All cells of one N share the initial noises and the samples' generators (common random numbers), so comparisons
-between drafters, rules and windows are paired.
+Each (N, drafter, rule, window) is a cell of the experiment framework (``simulations.experiment``); the cells of one
+N share their seed (``shared_seed_fields``), so they share the initial noises and the samples' generators (common
+random numbers) and the comparisons between drafters, rules and windows are paired. The records hold counts of
+calls, not wall times.
 
-Run ``python -m simulations.dit_speedup`` (full) or ``--smoke``. Writes ``results/dit_speedup.json``.
+Run ``python -m simulations.dit_speedup`` (full) or ``--smoke`` (seconds, used by the tests). Writes
+``results/dit_speedup.json`` (``results/smoke/dit_speedup.json`` with ``--smoke``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from simulations.common import network_drafter, script_arguments, write_results
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.common import network_drafter
+from simulations.experiment import Experiment, Summary
+from simulations.experiment import main as experiment_main
+from simulations.provenance import SAMPLER_CODE
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DiT, load_pretrained
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import RuleName, sample
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "dit_speedup.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "dit_speedup.json"
 DEFAULT_SEED = 23
 RULE_LABELS: dict[str, RuleName] = {"token": "token-reflection", "block": "block", "adaptive": "adaptive"}
+#: The shipped checkpoint the cells sample from (its bytes enter the cells' keys).
+WEIGHTS = ("specdiff/models/weights/dit_digits.safetensors", "specdiff/models/weights/dit_digits.json")
 
 
 @dataclass(frozen=True)
 class Config:
+    """Sizes of one run.
+
+    Attributes
+    ----------
+    steps : tuple of int
+        The DDPM step counts N.
+    drafters : tuple of str
+        Network drafters (``simulations.common.NETWORK_DRAFTER_NAMES``).
+    windows : tuple of int
+        The fixed windows (the adaptive window is always added).
+    adaptive_max_window : int
+    samples : int
+        Samples per cell.
+    """
+
     steps: tuple[int, ...]
     drafters: tuple[str, ...]
     windows: tuple[int, ...]
@@ -52,7 +72,21 @@ SMOKE = Config(steps=(20,), drafters=("free-nearest", "frozen"), windows=(2,), a
 
 
 @dataclass(frozen=True)
+class SpeedupCell:
+    """The parameters of one cell."""
+
+    steps: int
+    drafter: str
+    rule: str  # "token" (reflection), "block" or "adaptive" (chosen per sample and round)
+    window: str  # "1".."16" or "adaptive"
+    adaptive_max_window: int
+    samples: int
+
+
+@dataclass(frozen=True)
 class Record:
+    """One cell's record."""
+
     steps: int
     drafter: str
     rule: str  # "token" (reflection), "block" or "adaptive" (chosen per sample and round)
@@ -65,91 +99,118 @@ class Record:
     draft_cost: float
     rows_per_round: float
     block_fraction: float  # share of verified windows the block rule verified
-    wall_seconds: float
 
 
-def cells(config: Config) -> list[tuple[int, str, str, str]]:
+def cells(config: Config) -> list[SpeedupCell]:
     """Every (N, drafter, rule, window) cell: both fixed rules at every window, the chosen rule with the adaptive
     window (the only policy that chooses rules)."""
     windows = [str(w) for w in config.windows] + ["adaptive"]
-    fixed = [(n, d, r, w) for n in config.steps for d in config.drafters for r in ("token", "block") for w in windows]
-    return fixed + [(n, d, "adaptive", "adaptive") for n in config.steps for d in config.drafters]
+    fixed = [
+        SpeedupCell(n, drafter, rule, window, config.adaptive_max_window, config.samples)
+        for n in config.steps
+        for drafter in config.drafters
+        for rule in ("token", "block")
+        for window in windows
+    ]
+    chosen = [
+        SpeedupCell(n, drafter, "adaptive", "adaptive", config.adaptive_max_window, config.samples)
+        for n in config.steps
+        for drafter in config.drafters
+    ]
+    return fixed + chosen
 
 
-def _policy(window: str, config: Config) -> WindowPolicy:
-    return AdaptiveWindow(max_window=config.adaptive_max_window) if window == "adaptive" else FixedWindow(int(window))
+def window_policy(window: str, adaptive_max_window: int) -> WindowPolicy:
+    """The adaptive window (at most ``adaptive_max_window``) for ``"adaptive"``, else a fixed window."""
+    return AdaptiveWindow(max_window=adaptive_max_window) if window == "adaptive" else FixedWindow(int(window))
 
 
-def measure(model: DiT, config: Config, cell: tuple[int, str, str, str], seed: int) -> Record:
-    """One cell; the noises and generators depend on ``seed`` and N only."""
-    steps, drafter, rule, window = cell
-    kernel = DDPMKernel(linear_schedule(1000), num_steps=steps)
-    noise = torch.randn(config.samples, 1, 8, 8, generator=torch.Generator().manual_seed(seed + steps))
-    labels = torch.arange(config.samples) % 10
+@functools.lru_cache(maxsize=1)
+def shipped_model() -> DiT:
+    """The shipped digits DiT on the CPU, loaded once per process."""
+    return load_pretrained("digits")
+
+
+def measure(model: DiT, cell: SpeedupCell, seed: int) -> Record:
+    """One cell: the noises use ``seed``, the samples' generators ``seed + 1``."""
+    kernel = DDPMKernel(linear_schedule(1000), num_steps=cell.steps)
+    noise = torch.randn(cell.samples, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    labels = torch.arange(cell.samples) % 10
     with torch.no_grad():
         result = sample(
             model,
             kernel,
             noise,
-            drafter=network_drafter(drafter),
-            window=_policy(window, config),
-            rule=RULE_LABELS[rule],
-            generator=torch.Generator().manual_seed(seed + steps + 1),
+            drafter=network_drafter(cell.drafter),
+            window=window_policy(cell.window, cell.adaptive_max_window),
+            rule=RULE_LABELS[cell.rule],
+            generator=torch.Generator().manual_seed(seed + 1),
             conditioning={"y": labels},
         )
     calls = result.sample_sequential_cost
-    per_sample = steps / calls
+    per_sample = cell.steps / calls
     blocks = torch.cat(result.block_verified).double() if result.block_verified else torch.zeros(1)
     return Record(
-        steps=steps,
-        drafter=drafter,
-        rule=rule,
-        window=window,
-        samples=config.samples,
-        steps_per_call=steps / float(calls.mean()),
-        steps_per_call_stderr=float(per_sample.std() / math.sqrt(config.samples)),
+        steps=cell.steps,
+        drafter=cell.drafter,
+        rule=cell.rule,
+        window=cell.window,
+        samples=cell.samples,
+        steps_per_call=cell.steps / float(calls.mean()),
+        steps_per_call_stderr=float(per_sample.std() / math.sqrt(cell.samples)),
         calls=float(calls.mean()),
         target_calls=float(result.sample_rounds.double().mean()),
         draft_cost=float(result.sample_draft_cost.mean()),
         rows_per_round=result.rows_per_round,
         block_fraction=float(blocks.mean()),
-        wall_seconds=result.wall_seconds,
     )
 
 
-def run(config: Config, seed: int, progress: bool = True) -> list[Record]:
-    model = load_pretrained()
-    records = []
-    for cell in cells(config):
-        record = measure(model, config, cell, seed)
-        records.append(record)
-        if progress:
-            print(
-                f"N={record.steps:<5} {record.drafter:<15} {record.rule:<8} L={record.window:<8} steps/call "
-                f"{record.steps_per_call:6.2f} rows/round {record.rows_per_round:5.1f} "
-                f"block {record.block_fraction:.2f}  {record.wall_seconds:.1f}s",
-                flush=True,
-            )
-    return records
+def run_cell(cell: SpeedupCell, seed: int) -> Record:
+    """One cell with the shipped model."""
+    return measure(shipped_model(), cell, seed)
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """A printed line per cell."""
+    return (
+        f"N={record['steps']:<5} {record['drafter']:<15} {record['rule']:<8} L={record['window']:<8} steps/call "
+        f"{record['steps_per_call']:6.2f} rows/round {record['rows_per_round']:5.1f} "
+        f"block {record['block_fraction']:.2f}"
+    )
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """The best steps per call at each N (a measurement: it always passes)."""
+    lines = []
+    for steps in config.steps:
+        at_n = [record for record in records if record["steps"] == steps]
+        if at_n:
+            lines.append("best: " + describe(max(at_n, key=lambda record: record["steps_per_call"])))
+    return Summary(text="\n".join(lines))
+
+
+EXPERIMENT = Experiment(
+    module="simulations.dit_speedup",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="dit_speedup.json",
+    code=(*SAMPLER_CODE, "specdiff/models/dit.py", *WEIGHTS, "simulations/common.py", "simulations/dit_speedup.py"),
+    cells=cells,
+    run_cell=run_cell,
+    summarize=summarize,
+    describe=describe,
+    shared_seed_fields=("drafter", "rule", "window", "adaptive_max_window"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
-    config = SMOKE if arguments.smoke else FULL
-    start = time.perf_counter()
-    records = run(config, arguments.seed)
-    payload: dict[str, Any] = {
-        "script": "simulations.dit_speedup",
-        "preset": arguments.preset,
-        "seed": arguments.seed,
-        "config": asdict(config),
-        "records": [asdict(r) for r in records],
-        "seconds": time.perf_counter() - start,
-    }
-    write_results(arguments.output, payload)
-    print(f"wrote {arguments.output} ({payload['seconds']:.0f} s)")
-    return 0
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["EXPERIMENT", "FULL", "SMOKE", "Config", "Record", "SpeedupCell", "cells", "main", "measure", "run_cell"]

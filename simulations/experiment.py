@@ -9,8 +9,9 @@ Cells
 -----
 A cell's *parameters* are a frozen dataclass holding everything its run function reads (sizes included), so the
 record is a pure function of the parameters and the cell's seed. Its *identity* is the experiment's module, the
-parameters and the sweep's root seed (``--seed``); its **seed** is a hash of the identity alone, and its **key** a
-hash of the identity and of the contents of the code the experiment measures (:attr:`Experiment.code`). So a
+parameters and the sweep's root seed (``--seed``); its **seed** is a hash of the identity alone (less any
+:attr:`Experiment.shared_seed_fields`), and its **key** a hash of the identity and of the contents of the code the
+experiment measures (:attr:`Experiment.code`). So a
 record does not depend on the order of the cells, on how many workers ran them or where; a rerun of the same
 parameters after a change to the measured code gets a new key (the cell is recomputed) but the same seed.
 
@@ -69,6 +70,7 @@ class Summary:
     fields: Mapping[str, Any] = field(default_factory=dict)
     passed: bool = True
     text: str = ""  # printed at the end of the run
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)  # written as <output>.<name>.npy
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,22 @@ class Experiment(Generic[ConfigT, ParametersT]):
         pickles by reference to a Dask worker.
     summarize : callable
         ``(config, records) -> Summary``, with the records as JSON mappings (the same whether computed or resumed).
+    condense : callable, optional
+        ``record -> record`` as written to the results file (the store and ``summarize`` keep the whole record):
+        for records too large to publish, such as a shard's samples.
     timed : bool
-        Records hold wall times: refused with ``--workers`` above 1, whose workers would share the cores.
+        Records hold wall times: the cells run one at a time in this process (``--workers`` and ``--scheduler``
+        are refused), so that no two measurements share the cores.
     describe : callable, optional
         ``record -> str``: a line printed as each cell finishes (with ``--verbose``).
     options : tuple of str
         Config fields the command line may set, each as ``--field-name`` (e.g. ``device`` gives ``--device cuda``):
         a bool field becomes a flag, other fields take a value of the field's type. They enter the cells through
         ``cells``, so they are part of the cells' parameters.
+    shared_seed_fields : tuple of str
+        Parameter fields left out of the seed, so that cells differing only in them share one: the shards of one
+        sampling job, each sample then deriving its own seed from the job's (``simulations.many_samples``), or the
+        rules and windows compared on common random numbers (``simulations.speedup``). They stay in the key.
     """
 
     module: str
@@ -118,6 +128,8 @@ class Experiment(Generic[ConfigT, ParametersT]):
     timed: bool = False
     describe: Callable[[Mapping[str, Any]], str] | None = None
     options: tuple[str, ...] = ()
+    shared_seed_fields: tuple[str, ...] = ()
+    condense: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> ConfigT:
         """The config of ``preset``, with the fields in ``overrides`` (from :attr:`options`) replaced."""
@@ -184,9 +196,11 @@ def code_version(paths: Sequence[str], root: Path = REPOSITORY_ROOT) -> str:
     return digest.hexdigest()
 
 
-def cell_seed(module: str, parameters: Any, root_seed: int) -> int:
-    """The seed of a cell: the first 63 bits of the SHA-256 of its identity (module, parameters, root seed)."""
-    return int(_digest({"module": module, "parameters": parameters, "seed": root_seed})[:16], 16) >> 1
+def cell_seed(module: str, parameters: Any, root_seed: int, shared_seed_fields: Sequence[str] = ()) -> int:
+    """The seed of a cell: the first 63 bits of the SHA-256 of its identity (module, parameters but their
+    ``shared_seed_fields``, root seed)."""
+    identity = {name: value for name, value in jsonable(parameters).items() if name not in shared_seed_fields}
+    return int(_digest({"module": module, "parameters": identity, "seed": root_seed})[:16], 16) >> 1
 
 
 def make_cells(experiment: Experiment[Any, ParametersT], config: Any, root_seed: int) -> list[Cell[ParametersT]]:
@@ -202,7 +216,7 @@ def make_cells(experiment: Experiment[Any, ParametersT], config: Any, root_seed:
     for parameters in experiment.cells(config):
         if not _is_frozen_dataclass(parameters):
             raise TypeError(f"{experiment.module}: cell parameters must be a frozen dataclass, got {parameters!r}")
-        seed = cell_seed(experiment.module, parameters, root_seed)
+        seed = cell_seed(experiment.module, parameters, root_seed, experiment.shared_seed_fields)
         key = _digest({"module": experiment.module, "parameters": parameters, "seed": root_seed, "code": version})
         cells.append(Cell(parameters, key[:32], seed))
     keys = [cell.key for cell in cells]
@@ -248,6 +262,31 @@ def execute(run_cell: Callable[[Any, int], Any], cell: Cell[Any], threads: int, 
     except Exception:  # a failing cell is recorded; the sweep goes on
         record, error = None, traceback.format_exc()
     return Outcome(cell.key, cell.seed, jsonable(cell.parameters), record, error, time.perf_counter() - start, worker)
+
+
+def worker_index() -> int:
+    """The index of the Dask worker running this code (its name, when an integer, as LocalCluster names them);
+    0 outside a worker."""
+    if "distributed" not in sys.modules:
+        return 0
+    from distributed import get_worker
+
+    try:
+        name = get_worker().name
+    except ValueError:  # not inside a worker
+        return 0
+    return int(name) if str(name).isdigit() else 0
+
+
+def local_device(device: str) -> str:
+    """The torch device a cell runs on: ``device``, except that ``"cuda"`` on a machine with several GPUs, inside
+    Dask worker i, means ``cuda:(i mod GPUs)`` (one worker per device with ``--workers`` = the GPU count)."""
+    if device != "cuda":
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{worker_index() % count}" if count > 1 else device
 
 
 def _execute_on_worker(run_cell: Callable[[Any, int], Any], cell: Cell[Any], threads: int) -> Outcome:
@@ -532,8 +571,8 @@ def parse_arguments(experiment: Experiment[Any, Any], argv: Sequence[str] | None
         parser.error("--workers must be >= 0 and --threads >= 1")
     if parsed.workers and parsed.scheduler:
         parser.error("give --workers (a local cluster) or --scheduler (an existing one), not both")
-    if experiment.timed and parsed.workers > 1:
-        parser.error(f"{experiment.module} measures wall time: its cells must not share the cores (use --workers 1)")
+    if experiment.timed and (parsed.workers or parsed.scheduler):
+        parser.error(f"{experiment.module} measures wall time: its cells run one at a time in this process")
     folder = RESULTS if preset == "full" else RESULTS / "smoke"
     output = parsed.output or folder / experiment.output
     store = parsed.store or folder / "cells" / experiment.name
@@ -606,9 +645,14 @@ def main(experiment: Experiment[Any, Any], argv: Sequence[str] | None = None) ->
             },
             **summary.fields,
             "passed": summary.passed and not result.failures,
-            "records": result.records,
+            "records": [experiment.condense(r) for r in result.records] if experiment.condense else result.records,
         }
     )
+    for name, array in summary.arrays.items():
+        arguments.output.parent.mkdir(parents=True, exist_ok=True)
+        path = arguments.output.with_name(f"{arguments.output.stem}.{name}.npy")
+        document.setdefault("arrays", {})[name] = path.name
+        np.save(path, array)
     write_json(arguments.output, document)
     if summary.text:
         print(summary.text)

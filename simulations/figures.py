@@ -57,6 +57,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy import optimize, stats
 
+from simulations.bench_gpu import bench_view
 from simulations.dit_quality import grid_figure
 from simulations.provenance import REPOSITORY_ROOT
 from theory.cost import constant_gap_block_gain
@@ -87,7 +88,9 @@ Payload = dict[str, Any]
 
 
 def _load(path: Path) -> Payload:
-    return json.loads(path.read_text())
+    payload: Payload = json.loads(path.read_text())
+    # A bench file, in either layout, as its speedup records and cost curves.
+    return bench_view(payload) if path.name.startswith("bench") else payload
 
 
 def _save(fig: Figure, stem: Path) -> list[Path]:
@@ -190,7 +193,7 @@ def _log_ticks(axis: Any, low: float, high: float, margin: float = 1.5) -> None:
 def acceptance_figure(calibration: Payload, output_stem: Path) -> list[Path]:
     """Acceptance against the gap, theory and the calibration runs (see the module docstring)."""
     records = calibration["records"]
-    window = int(calibration["sizes"]["window"])
+    window = int(calibration["config"]["window"])
     dimensions = sorted({record["dimension"] for record in records})
     controls = sorted({record["control"] for record in records if record["control"] is not None})
     control_marker = {control: CONTROL_MARKERS[k % len(CONTROL_MARKERS)] for k, control in enumerate(controls)}
@@ -307,8 +310,8 @@ def acceptance_figure(calibration: Payload, output_stem: Path) -> list[Path]:
         loc="upper left",
     )
     fig.suptitle(
-        f"Acceptance against the gap: real sampler ({calibration['sizes']['steps']} DDPM steps, "
-        f"{calibration['sizes']['samples']} samples per run) against the theory"
+        f"Acceptance against the gap: real sampler ({calibration['config']['steps']} DDPM steps, "
+        f"{calibration['config']['samples']} samples per run) against the theory"
     )
     return _save(fig, output_stem)
 
@@ -521,7 +524,7 @@ def speedup_figure(
         ax.legend(fontsize=7, ncol=2 if ax is not drafter_ax else 1, loc="upper right")
     fig.suptitle(
         f"Steps per sequential target call (plain sampling: 1); top: {rule} rule, {drafter} drafter, by window; "
-        f"{speedup['sizes']['samples']} samples per cell"
+        f"{speedup['config']['samples']} samples per cell"
     )
     return _save(fig, output_stem)
 
@@ -588,7 +591,7 @@ def qq_figure(exactness: Payload, output_stem: Path) -> list[Path]:
     dimensions = sorted({record["dimension"] for record in exact})
     fig.suptitle(
         f"Exactness: speculative samples against the closed-form law ({', '.join(kernels)}; d = "
-        f"{', '.join(map(str, dimensions))}; {exactness['sizes']['steps']} steps)"
+        f"{', '.join(map(str, dimensions))}; {exactness['config']['steps']} steps)"
     )
     return _save(fig, output_stem)
 

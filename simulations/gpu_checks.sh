@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a lent machine with a short lease: the CUDA path end to end in seconds (benchmark
 # smoke preset with the states on the GPU and on the host, DiT-exactness smoke), then the GPU benchmark presets (each
-# starts no new cell after BENCH_SECONDS), then the DiT exactness check at full size on the GPU (stopped after
-# EXACTNESS_SECONDS, 0 to skip; it prints each check as it finishes).
+# starts no new cell after BENCH_SECONDS), then the DiT exactness check at full size on the GPU (no new check after
+# EXACTNESS_SECONDS, 0 to skip; it prints each check as it finishes). Every finished cell is also stored under
+# OUTPUT_DIR/cells, so the cells of a run cut short come back.
 # Usage: bash simulations/gpu_checks.sh OUTPUT_DIR [BENCH_SECONDS=330] [EXACTNESS_SECONDS=150] [PRESET...=gpu]
 # Without git on the machine, or with a stale copy of it, set SPECDIFF_COMMIT to the commit the tree was copied from.
 set -uo pipefail
@@ -24,14 +25,16 @@ for placement in ("device", "host"):
     bench_gpu.run(replace(smoke, placement=placement), torch.device("cuda"), seed=0)
 PY
 python3 -m simulations.dit_exactness --smoke --device cuda --output "$out/dit_exactness_smoke.json" \
-    >>"$out/smoke.log" 2>&1 || { tail -40 "$out/smoke.log"; exit 1; }
+    --store "$out/cells/dit_exactness_smoke" >>"$out/smoke.log" 2>&1 || { tail -40 "$out/smoke.log"; exit 1; }
 tail -3 "$out/smoke.log"
 for preset in "${presets[@]}"; do
     timeout $((bench_seconds + 120)) python3 -m simulations.bench_gpu --preset "$preset" --max-seconds "$bench_seconds" \
-        --output "$out/bench_${preset//-/_}.json" 2>&1 | tee "$out/bench_${preset//-/_}.log"
+        --verbose --output "$out/bench_${preset//-/_}.json" --store "$out/cells/bench_${preset//-/_}" 2>&1 \
+        | tee "$out/bench_${preset//-/_}.log"
 done
 if [ "$exactness_seconds" -gt 0 ]; then
-    timeout "$exactness_seconds" python3 -m simulations.dit_exactness --device cuda \
-        --output "$out/dit_exactness.json" 2>&1 | tee "$out/dit_exactness.log"
+    timeout $((exactness_seconds + 120)) python3 -m simulations.dit_exactness --device cuda --verbose \
+        --max-seconds "$exactness_seconds" --store "$out/cells/dit_exactness" --output "$out/dit_exactness.json" 2>&1 \
+        | tee "$out/dit_exactness.log"
 fi
 exit 0

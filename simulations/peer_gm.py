@@ -19,33 +19,40 @@ Every drafter that fits a network target (free reuse in both modes, frozen, extr
 adaptive policy, with token-reflection, block, and the policy choosing the rule per round. A round evaluates L + 1
 target rows per sample (its window's states); the table reports that number next to the speedup.
 
-Run ``python -m simulations.peer_gm`` (full, 100 trajectories per cell) or ``--smoke``. Writes
-``results/peer_gm.json``.
+Each (drafter, rule, window) is a cell of the experiment framework (``simulations.experiment``); every cell has the
+same seed (``shared_seed_fields``), so all use the same start states and per-trajectory randomness (common random
+numbers) and their comparisons are paired. The records hold counts of calls, not wall times. The summary adds a
+sanity check of the benchmark itself (plain sampling of all 30 steps, seeded by ``SANITY_SEED``) and the peer's
+published speedups.
+
+Run ``python -m simulations.peer_gm`` (full, 100 trajectories per cell) or ``--smoke`` (seconds, used by the tests).
+Writes ``results/peer_gm.json`` (``results/smoke/peer_gm.json`` with ``--smoke``).
 """
 
 from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from simulations.common import network_drafter, script_arguments, write_results
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.common import network_drafter
+from simulations.experiment import Experiment, Summary
+from simulations.experiment import main as experiment_main
+from simulations.provenance import SAMPLER_CODE
 from specdiff.chain import Model
 from specdiff.kernels import GaussianTransition, Kernel
 from specdiff.models.gmm import GaussianMixture
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import RuleName, sample
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "peer_gm.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "peer_gm.json"
 DEFAULT_SEED = 11
+#: The seed of the summary's sanity check (plain sampling of the benchmark; not a cell, so not from a cell's seed).
+SANITY_SEED = 11
 DATA_SEED = 20260714
 DIMENSION = 512
 COMPONENTS = 5
@@ -67,6 +74,23 @@ PEER_RESULTS: tuple[tuple[str, float], ...] = (
 
 @dataclass(frozen=True)
 class Config:
+    """Sizes of one run.
+
+    Attributes
+    ----------
+    drafters : tuple of str
+        Network drafters (``simulations.common.NETWORK_DRAFTER_NAMES``).
+    rules : tuple of str
+        Fixed rules (``"token"``, ``"block"``); the policy's choice per round is always added.
+    windows : tuple of int
+        Fixed windows (the adaptive window is always added).
+    adaptive_max_window : int
+    trajectories : int
+        Trajectories per cell.
+    sanity_samples : int
+        Samples of the summary's sanity check.
+    """
+
     drafters: tuple[str, ...]
     rules: tuple[str, ...]
     windows: tuple[int, ...]
@@ -159,7 +183,20 @@ def start_states(model: Model, trajectories: int, seed: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class PeerCell:
+    """The parameters of one cell."""
+
+    drafter: str
+    rule: str  # "token", "block", or "adaptive" (the policy chooses per sample and round)
+    window: str  # "1".."7" or "adaptive"
+    adaptive_max_window: int
+    trajectories: int
+
+
+@dataclass(frozen=True)
 class Record:
+    """One cell's record."""
+
     drafter: str
     rule: str  # "token", "block", or "adaptive" (the policy chooses per sample and round)
     window: str  # "1".."7" or "adaptive"
@@ -172,35 +209,51 @@ class Record:
     draft_cost: float
     rows_per_round: float  # target rows a round evaluates per trajectory (L + 1), averaged over its rounds
     block_fraction: float  # share of verified rounds that used the block rule
-    wall_seconds: float
 
 
-def _policy(window: str, config: Config) -> WindowPolicy:
-    if window == "adaptive":
-        return AdaptiveWindow(max_window=config.adaptive_max_window)
-    return FixedWindow(int(window))
+def cells(config: Config) -> list[PeerCell]:
+    """Every drafter with each fixed rule at every window (the adaptive one included), then every drafter with the
+    rule chosen per round (adaptive window)."""
+    windows = [str(w) for w in config.windows] + ["adaptive"]
+    fixed = [
+        PeerCell(drafter, rule, window, config.adaptive_max_window, config.trajectories)
+        for drafter in config.drafters
+        for rule in config.rules
+        for window in windows
+    ]
+    chosen = [
+        PeerCell(drafter, "adaptive", "adaptive", config.adaptive_max_window, config.trajectories)
+        for drafter in config.drafters
+    ]
+    return fixed + chosen
 
 
-def measure(config: Config, drafter: str, rule: str, window: str, seed: int) -> Record:
-    """One cell: ``config.trajectories`` trajectories of the 28 stochastic steps."""
+def window_policy(window: str, adaptive_max_window: int) -> WindowPolicy:
+    """The adaptive window (at most ``adaptive_max_window``) for ``"adaptive"``, else a fixed window."""
+    return AdaptiveWindow(max_window=adaptive_max_window) if window == "adaptive" else FixedWindow(int(window))
+
+
+def measure(cell: PeerCell, seed: int) -> Record:
+    """One cell: ``cell.trajectories`` trajectories of the 28 stochastic steps; the start states use ``seed``, the
+    trajectories' randomness ``seed + 1``."""
     model = denoiser(benchmark_mixture())
     kernel = stochastic_kernel()
     result = sample(
         model,
         kernel,
-        start_states(model, config.trajectories, seed),
-        drafter=network_drafter(drafter),
-        window=_policy(window, config),
-        rule=RULE_LABELS[rule],
+        start_states(model, cell.trajectories, seed),
+        drafter=network_drafter(cell.drafter),
+        window=window_policy(cell.window, cell.adaptive_max_window),
+        rule=RULE_LABELS[cell.rule],
         generator=torch.Generator().manual_seed(seed + 1),
     )
     calls = result.sample_sequential_cost.numpy()
     ratios = STOCHASTIC_STEPS / calls
     return Record(
-        drafter=drafter,
-        rule=rule,
-        window=window,
-        trajectories=config.trajectories,
+        drafter=cell.drafter,
+        rule=cell.rule,
+        window=cell.window,
+        trajectories=cell.trajectories,
         speedup=float(ratios.mean()),
         speedup_stderr=float(ratios.std(ddof=1) / math.sqrt(ratios.size)),
         speedup_of_mean_calls=float(STOCHASTIC_STEPS / calls.mean()),
@@ -209,7 +262,6 @@ def measure(config: Config, drafter: str, rule: str, window: str, seed: int) -> 
         draft_cost=float(result.sample_draft_cost.mean()),
         rows_per_round=result.rows_per_round,
         block_fraction=float(torch.cat(result.block_verified).double().mean()) if result.block_verified else 0.0,
-        wall_seconds=result.wall_seconds,
     )
 
 
@@ -235,42 +287,42 @@ def sanity(samples: int, seed: int) -> dict[str, Any]:
     return {"samples": samples, "component_shares": shares.tolist(), "spread_over_sd": spreads}
 
 
-def run(config: Config, seed: int, progress: bool = True) -> list[Record]:
-    records = []
-    windows = [str(w) for w in config.windows] + ["adaptive"]
-    cells = [(d, r, w) for d in config.drafters for r in config.rules for w in windows]
-    cells += [(d, "adaptive", "adaptive") for d in config.drafters]
-    for drafter, rule, window in cells:
-        # Common random numbers: every cell uses the same start states and per-trajectory randomness.
-        record = measure(config, drafter, rule, window, seed)
-        records.append(record)
-        if progress:
-            print(
-                f"{drafter:<15} {rule:<6} L={window:<8} speedup {record.speedup:5.2f} +- {record.speedup_stderr:.2f}"
-                f"  rows/round {record.rows_per_round:4.1f}  {record.wall_seconds:.1f}s",
-                flush=True,
-            )
-    return records
+def describe(record: Mapping[str, Any]) -> str:
+    """A printed line per cell."""
+    return (
+        f"{record['drafter']:<15} {record['rule']:<8} L={record['window']:<8} speedup {record['speedup']:5.2f} "
+        f"+- {record['speedup_stderr']:.2f}  rows/round {record['rows_per_round']:4.1f}"
+    )
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """The sanity check of the benchmark (plain sampling, ``SANITY_SEED``) and the peer's published speedups (a
+    measurement: it always passes)."""
+    check = sanity(config.sanity_samples, SANITY_SEED)
+    peer = [{"configuration": name, "speedup": value} for name, value in PEER_RESULTS]
+    best = max(records, key=lambda record: record["speedup"]) if records else None
+    shares = ", ".join(f"{share:.3f}" for share in check["component_shares"])
+    text = f"sanity: component shares {shares}" + (f"\nbest: {describe(best)}" if best is not None else "")
+    return Summary(fields={"sanity": check, "peer": peer}, text=text)
+
+
+EXPERIMENT = Experiment(
+    module="simulations.peer_gm",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="peer_gm.json",
+    code=(*SAMPLER_CODE, "specdiff/models/gmm.py", "simulations/common.py", "simulations/peer_gm.py"),
+    cells=cells,
+    run_cell=measure,
+    summarize=summarize,
+    describe=describe,
+    shared_seed_fields=("drafter", "rule", "window", "adaptive_max_window"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
-    config = SMOKE if arguments.smoke else FULL
-    start = time.perf_counter()
-    records = run(config, arguments.seed)
-    payload: dict[str, Any] = {
-        "script": "simulations.peer_gm",
-        "preset": arguments.preset,
-        "seed": arguments.seed,
-        "config": asdict(config),
-        "sanity": sanity(config.sanity_samples, arguments.seed),
-        "peer": [{"configuration": name, "speedup": value} for name, value in PEER_RESULTS],
-        "records": [asdict(r) for r in records],
-        "seconds": time.perf_counter() - start,
-    }
-    write_results(arguments.output, payload)
-    print(f"wrote {arguments.output} ({payload['seconds']:.0f} s)")
-    return 0
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

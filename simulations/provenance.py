@@ -69,10 +69,11 @@ def git_dirty() -> bool | None:
 
 
 def machine() -> dict[str, str]:
-    """Platform, processor and library versions."""
+    """Platform, processor, CPU count and library versions."""
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpus": str(os.cpu_count()),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

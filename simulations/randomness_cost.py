@@ -10,25 +10,28 @@ interleaved, and the fastest repeat, after a warm-up call, is reported in nanose
 the ratio to torch's draw of the same kind and dtype (``torch.randn`` for the normals, ``torch.rand`` for the
 uniforms).
 
+Cells (``simulations.experiment``; wall times, so ``timed``): one per layout, timing the six methods interleaved,
+so each ratio to torch's draw comes from one complete measurement.
+
 Run ``python -m simulations.randomness_cost`` (about 15 seconds) or ``--smoke`` (under a second). Writes
-``results/randomness_cost.json``.
+``results/randomness_cost.json``: the records (one per layout: ``batch``, ``width`` and its six ``measurements``,
+each a :class:`Record`) and ``measurements``, the layouts' records flattened.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from simulations.common import script_arguments, write_results
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.experiment import Experiment, Summary
+from simulations.experiment import main as experiment_main
 from specdiff.randomness import DRAFT_NOISE, counter_normals, counter_uniforms, random_codes, sample_keys
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "randomness_cost.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "randomness_cost.json"
 DEFAULT_SEED = 5
 
 #: Timed methods: (name, dtype name, torch reference method of the same kind and dtype).
@@ -145,50 +148,114 @@ def fastest_seconds(calls: Sequence[Callable[[], object]], count: int, repeats: 
     return [min(timings) for timings in times]
 
 
-def measure(config: Config, seed: int) -> list[Record]:
-    """Time every method of :data:`METHODS` on every layout of ``config``.
+@dataclass(frozen=True)
+class LayoutCell:
+    """One layout B x n: every method of :data:`METHODS`, their repeats interleaved.
+
+    Attributes
+    ----------
+    batch, width : int
+        B and n of one call.
+    repeats, values_per_repeat : int
+        As in :class:`Config`.
+    """
+
+    batch: int
+    width: int
+    repeats: int
+    values_per_repeat: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The record of a :class:`LayoutCell`: one :class:`Record` per method of :data:`METHODS`, in that order."""
+
+    batch: int
+    width: int
+    measurements: list[Record]
+
+
+def cells(config: Config) -> list[LayoutCell]:
+    """Every layout of ``config``."""
+    return [LayoutCell(batch, width, config.repeats, config.values_per_repeat) for batch, width in config.layouts]
+
+
+def measure(cell: LayoutCell, seed: int) -> Layout:
+    """Time every method of :data:`METHODS` on the cell's layout, and each against torch's draw of its kind.
 
     Parameters
     ----------
-    config : Config
+    cell : LayoutCell
     seed : int
         Seeds the keys and the generators.
 
     Returns
     -------
-    list of Record
+    Layout
     """
+    batch, width = cell.batch, cell.width
+    values = batch * width
+    calls = max(1, cell.values_per_repeat // values)
+    draws = [_draw(method, getattr(torch, dtype), batch, width, seed) for method, dtype, _ in METHODS]
+    fastest = fastest_seconds(draws, calls, cell.repeats)
+    timed = {(method, dtype): seconds / calls for (method, dtype, _), seconds in zip(METHODS, fastest, strict=True)}
     records = []
-    for batch, width in config.layouts:
-        values = batch * width
-        calls = max(1, config.values_per_repeat // values)
-        draws = [_draw(method, getattr(torch, dtype), batch, width, seed) for method, dtype, _ in METHODS]
-        fastest = fastest_seconds(draws, calls, config.repeats)
-        timed = {(method, dtype): seconds / calls for (method, dtype, _), seconds in zip(METHODS, fastest, strict=True)}
-        for method, dtype_name, reference in METHODS:
-            seconds = timed[method, dtype_name]
-            records.append(
-                Record(method, dtype_name, batch, width, values, calls, config.repeats, 1e9 * seconds / values,
-                       1e9 * seconds, reference, seconds / timed[reference, dtype_name])
-            )  # fmt: skip
-    return records
+    for method, dtype_name, reference in METHODS:
+        seconds = timed[method, dtype_name]
+        records.append(
+            Record(method, dtype_name, batch, width, values, calls, cell.repeats, 1e9 * seconds / values,
+                   1e9 * seconds, reference, seconds / timed[reference, dtype_name])
+        )  # fmt: skip
+    return Layout(batch, width, records)
 
 
-def format_table(records: Sequence[Record]) -> str:
-    """A plain-text table of the records."""
+def measurements(layouts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of ``layouts`` (as JSON mappings) flattened, in order."""
+    return [record for layout in layouts for record in layout["measurements"]]
+
+
+def format_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of the records (as JSON mappings of :class:`Record`)."""
     header = f"{'B x n':>11} {'method':>16} {'dtype':>7} {'ns/value':>9} {'us/call':>9} {'vs torch':>8}"
     lines = [header, "-" * len(header)]
     for record in records:
+        layout = f"{record['batch']}x{record['width']}"
         lines.append(
-            f"{f'{record.batch}x{record.width}':>11} {record.method:>16} {record.dtype:>7} "
-            f"{record.nanoseconds_per_value:>9.2f} {record.nanoseconds_per_call / 1e3:>9.2f} "
-            f"{record.ratio_to_reference:>8.2f}"
+            f"{layout:>11} {record['method']:>16} {record['dtype']:>7} "
+            f"{record['nanoseconds_per_value']:>9.2f} {record['nanoseconds_per_call'] / 1e3:>9.2f} "
+            f"{record['ratio_to_reference']:>8.2f}"
         )
     return "\n".join(lines)
 
 
+def describe(layout: Mapping[str, Any]) -> str:
+    """The printed lines of one layout."""
+    return format_table(layout["measurements"]).split("\n", 2)[2]
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """Every measurement flattened (``measurements``), with the device; the table to print."""
+    flat = measurements(records)
+    return Summary(fields={"device": "cpu", "measurements": flat}, text=format_table(flat))
+
+
+EXPERIMENT = Experiment(
+    module="simulations.randomness_cost",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="randomness_cost.json",
+    code=("specdiff/randomness.py", "simulations/randomness_cost.py"),
+    cells=cells,
+    run_cell=measure,
+    summarize=summarize,
+    timed=True,
+    describe=describe,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the measurement, print the table and write the JSON.
+    """Run the measurement (``simulations.experiment``), write the JSON and print the table.
 
     Parameters
     ----------
@@ -198,29 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status (0).
+        Exit status: 0, or 1 where a cell failed.
     """
-    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
-    config = SMOKE if arguments.smoke else FULL
-    start = time.perf_counter()
-    records = measure(config, arguments.seed)
-    elapsed = time.perf_counter() - start
-    print(format_table(records))
-    write_results(
-        arguments.output,
-        {
-            "script": "simulations.randomness_cost",
-            "preset": arguments.preset,
-            "seed": arguments.seed,
-            "sizes": asdict(config),
-            "device": "cpu",
-            "threads": torch.get_num_threads(),
-            "wall_seconds": elapsed,
-            "records": [asdict(record) for record in records],
-        },
-    )
-    print(f"wrote {arguments.output} ({elapsed:.1f} s)")
-    return 0
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

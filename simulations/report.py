@@ -20,7 +20,25 @@ from typing import Any
 
 import numpy as np
 
-from simulations.provenance import REPOSITORY_ROOT
+from simulations import (
+    calibration,
+    dit_exactness,
+    dit_quality,
+    dit_speedup,
+    exactness,
+    many_samples,
+    overhead,
+    peer_gm,
+    randomness_cost,
+    residual_cost,
+    round_cost,
+    speedup,
+    sweep_cost,
+    theory_accuracy,
+)
+from simulations.bench_gpu import EXPERIMENT as BENCH_EXPERIMENT
+from simulations.bench_gpu import bench_view
+from simulations.provenance import REPOSITORY_ROOT, SAMPLER_CODE
 
 README = REPOSITORY_ROOT / "README.md"
 RESULTS = REPOSITORY_ROOT / "results"
@@ -29,7 +47,11 @@ RESULTS_PAGE = REPOSITORY_ROOT / "docs" / "results.md"
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
     path = results / name
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    payload = json.loads(path.read_text())
+    # A bench file, in either layout, as its speedup records and cost curves.
+    return bench_view(payload) if path.name.startswith("bench") else payload
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -144,7 +166,7 @@ def speedup_table(results: Path) -> str:
     if payload is None:
         return "_Run `python -m simulations.speedup`._"
     index = _by(payload["records"], "steps", "dimension", "drafter", "rule", "window")
-    others = [d for d in payload["sizes"]["drafters"] if d not in ("free-nearest", "free-committed")]
+    others = [d for d in payload["config"]["drafters"] if d not in ("free-nearest", "free-committed")]
 
     def adaptive(steps: int, dimension: int, drafter: str, rules: Sequence[str]) -> str:
         return " / ".join(
@@ -152,8 +174,8 @@ def speedup_table(results: Path) -> str:
         )
 
     rows = []
-    for steps in payload["sizes"]["steps"]:
-        for dimension in payload["sizes"]["dimensions"]:
+    for steps in payload["config"]["steps"]:
+        for dimension in payload["config"]["dimensions"]:
             token, block = (index[(steps, dimension, "free-committed", rule, "8")] for rule in ("token", "block"))
             rows.append(
                 [
@@ -182,7 +204,7 @@ def speedup_table(results: Path) -> str:
     return (
         f"{_provenance(payload, 'python -m simulations.speedup')}; steps per sequential target call (N / calls per "
         f"sample, draft costs included: the frozen draft's root call, 0.1 call per step for the model draft), "
-        f'{payload["sizes"]["samples"]} samples per cell, adaptive window; "chosen": the policy chooses the rule '
+        f'{payload["config"]["samples"]} samples per cell, adaptive window; "chosen": the policy chooses the rule '
         f'per sample and round (`rule="adaptive"`):\n\n{_table(header, rows)}\n\n'
         f"The default (nearest reuse, token-reflection, adaptive window) against plain sampling, worst cell: "
         f"{worst_plain['adaptive_calls']:.1f} calls for N = {worst_plain['steps']} (d = {worst_plain['dimension']}); "
@@ -312,8 +334,8 @@ def rule_choice_text(results: Path) -> str:
     speedup = _load(results, "speedup.json")
     if speedup is not None:
         by_size = _by(speedup["records"], "steps", "dimension", "drafter", "rule", "window")
-        for steps in speedup["sizes"]["steps"]:
-            for dimension in speedup["sizes"]["dimensions"]:
+        for steps in speedup["config"]["steps"]:
+            for dimension in speedup["config"]["dimensions"]:
                 cells = [
                     by_size[(steps, dimension, "free-nearest", rule, "adaptive")]
                     for rule in ("token", "block", "adaptive")
@@ -379,12 +401,12 @@ def overhead_table(results: Path) -> str:
     plain = best["plain"]
     noise, model = payload["noise_microseconds_per_state"], plain["model_microseconds_per_state"]
     floor = (
-        f"Drawing the {payload['sizes']['dimension']} float64 normals of one state alone takes {noise:.2f} us against "
+        f"Drawing the {payload['config']['dimension']} float64 normals of one state alone takes {noise:.2f} us against "
         f"{model:.2f} us for the model (plain run), so any exact sampler of this chain spends at least "
         f"{100 * noise / (noise + model):.0f}% of its time outside the model; plain sampling spends "
         f"{100 * plain['overhead_fraction']:.0f}%."
     )
-    sizes = payload["sizes"]
+    sizes = payload["config"]
     memory = "kept freed memory (glibc `mallopt`)" if payload["kept_freed_memory"] else "default allocator"
     return (
         f"`python -m simulations.overhead` (commit `{payload['commit'][:10]}`; d = {sizes['dimension']}, "
@@ -455,12 +477,12 @@ def round_cost_table(results: Path) -> str:
         "own µs / round compiled",
         "own µs / plain step",
     ]
-    sizes = after["sizes"]
+    sizes = after["config"]
     targets = "; ".join(
         f"{name.replace('_', ' ')}: **{target['status']}**" for name, target in after["targets"].items()
     )
     return (
-        f"`python -m simulations.round_cost` (commit `{after['commit'][:10]}`, {after.get('wall_seconds', 0):.0f} s; "
+        f"`python -m simulations.round_cost` (commit `{after['commit'][:10]}`, {after.get('seconds', 0):.0f} s; "
         f"before: commit `{(before or {}).get('commit', '?')[:10]}`): a near-free chain `0.98 x + b`, float32, "
         f"N = {sizes['steps']}, CPU, one thread; counts per round on a simulated device (every CPU tensor of the "
         f"sampler standing for a device tensor), the sampler's own time is the wall time less the mean functions', "
@@ -475,7 +497,7 @@ def _randomness_text(results: Path) -> str:
     cells = [
         f"{record['batch']}x{record['width']}: {record['nanoseconds_per_value']:.0f} ns against "
         f"{record['nanoseconds_per_value'] / record['ratio_to_reference']:.0f} ns"
-        for record in payload["records"]
+        for record in payload["measurements"]
         if record["method"] == "counter_normals" and record["dtype"] == "float64"
     ]
     return (
@@ -631,8 +653,8 @@ def dit_table(results: Path) -> str:
     if quality is not None:
         metrics = quality["metrics"]
         parts.append(
-            f"Model quality (`python -m simulations.dit_quality`, {quality['sizes']['samples']} samples, "
-            f"{quality['sizes']['num_steps']} DDPM steps): a digit classifier (RBF SVM fitted on the real training "
+            f"Model quality (`python -m simulations.dit_quality`, {quality['samples']} samples, "
+            f"{quality['config']['num_steps']} DDPM steps): a digit classifier (RBF SVM fitted on the real training "
             f"split) labels {100 * metrics['classifier_accuracy_samples']:.1f}% of the samples as their conditioning "
             f"class ({100 * metrics['classifier_accuracy_heldout_real']:.1f}% on held-out real digits); mean distance "
             f"to the nearest training image {metrics['nearest_train_distance_samples_mean']:.2f} for samples vs "
@@ -665,7 +687,7 @@ def dit_table(results: Path) -> str:
             ]
             for record in exactness["records"]
         ]
-        sizes = exactness["sizes"]
+        sizes = exactness.get("config", exactness.get("sizes"))  # a GPU file written before the framework: "sizes"
         header = ["rule", "drafter", "control", "p (Bonferroni over classes)", "verdict", "", "target calls"]
         parts.append(
             f"Exactness on {where}: {_provenance(exactness, 'python -m simulations.dit_exactness')}; speculative "
@@ -687,7 +709,7 @@ def residual_cost_table(results: Path) -> str:
     payload = _load(results, "residual_cost.json")
     if payload is None:
         return "_Run `python -m simulations.residual_cost`._"
-    index = _by(payload["records"], "delta", "weight", "method")
+    index = _by(payload["measurements"], "delta", "weight", "method")
     rows = []
     for delta, weight, method in index:
         if method != "inverse_cdf" or (delta, weight, "rejection") not in index:
@@ -703,11 +725,59 @@ def residual_cost_table(results: Path) -> str:
             ]
         )
     header = ["δ", "w", "inverse CDF µs / draw", "rejection µs / draw", "rejection proposals / draw"]
+    first = payload["measurements"][0]
     return (
-        f"`python -m simulations.residual_cost` (commit `{payload['commit'][:10]}`, d = "
-        f"{payload['records'][0]['dimension']}, {payload['records'][0]['draws']} draws, CPU, one thread, median of "
-        f"{payload['records'][0]['repeats']}):\n\n{_table(header, rows)}"
+        f"`python -m simulations.residual_cost` (commit `{payload['commit'][:10]}`, d = {first['dimension']}, "
+        f"{first['draws']} draws, CPU, one thread, median of {first['repeats']}):\n\n{_table(header, rows)}"
     )
+
+
+def sweeps_table(results: Path) -> str:
+    """The many-sample job's checks and what Dask costs."""
+    parts = []
+    many = _load(results, "many_samples.json")
+    if many is not None:
+        config, sweep = many["config"], many["sweep"]
+        rows = [
+            [
+                job["control"] or "exact rule",
+                str(job["samples"]),
+                f"{job['p_value']:.3g}",
+                "rejected" if job["rejected"] else "kept",
+                "as expected" if job["rejected"] == job["expected_rejection"] else "**not as expected**",
+                f"`{job['sha256'][:16]}`",
+            ]
+            for job in many["jobs"]
+        ]
+        parts.append(
+            f"{_provenance(many, 'python -m simulations.many_samples')}: one-Gaussian data in d = "
+            f"{config['dimension']}, {config['kernel']} with N = {config['steps']}, {config['drafter']} drafter, "
+            f"{config['rule']} rule, adaptive window; shards of {config['shard']} samples ({sweep['cells']} cells, "
+            f"{sweep['engine']}); projected KS against the closed-form law at level {many['level']:g}. The hash is "
+            f"of the samples' float64 bytes in key order, the same on any number of workers and for any shard size."
+            f"\n\n{_table(['job', 'samples', 'p', 'verdict', '', 'SHA-256 of the samples'], rows)}"
+        )
+    cost = _load(results, "sweep_cost.json")
+    if cost is not None:
+        rows = [
+            [
+                f"`exactness --preset {r['preset']}`" if r["kind"] == "sweep" else f"{r['cells']} no-op cells",
+                str(r["cells"]),
+                "serial" if r["workers"] == 0 else f"{r['workers']} Dask workers",
+                f"{r['wall_seconds']:.2f}",
+            ]
+            for r in cost["records"]
+        ]
+        speedups = ", ".join(f"{preset} {ratio:.2f}x" for preset, ratio in cost["speedup_by_preset"].items())
+        parts.append(
+            f"{_provenance(cost, 'python -m simulations.sweep_cost')}, {cost['machine'].get('cpus', '?')} CPU cores: "
+            "wall time of whole sweeps, "
+            f"cluster start and shutdown included.\n\n{_table(['sweep', 'cells', 'engine', 'seconds'], rows)}\n\n"
+            f"Serial over Dask wall time: {speedups}. Starting the local cluster costs "
+            f"{cost['cluster_start_seconds']:.1f} s; Dask adds {1e3 * cost['overhead_seconds_per_cell']:.2f} ms per "
+            "cell."
+        )
+    return "\n\n".join(parts) if parts else "_Run `python -m simulations.many_samples` and `simulations.sweep_cost`._"
 
 
 def theory_accuracy_table(results: Path) -> str:
@@ -724,7 +794,6 @@ def theory_accuracy_table(results: Path) -> str:
             f"{payload['constant_gap_vs_exact_recursion']:.1e}",
         ],
         ["block `E[w_i]`, mixed gaps: against a 4x finer grid", f"{payload['mixed_gaps_vs_4x_finer_grid']:.1e}"],
-        ["seconds for 32 mixed steps", f"{payload['seconds_for_32_mixed_steps']:.3f}"],
     ]
     return f"{_provenance(payload, 'python -m simulations.theory_accuracy')}:\n\n{_table(['check', 'value'], rows)}"
 
@@ -740,20 +809,16 @@ def corrections_text(results: Path) -> str:
     )
 
 
-# The code each result measures: a result whose commit is older than the last change to these paths is flagged.
-SAMPLER_CODE = (
-    "specdiff/sampler.py",
-    "specdiff/verify.py",
-    "specdiff/residual.py",
-    "specdiff/residual_law.py",
-    "specdiff/randomness.py",
-    "specdiff/chain.py",
-    "specdiff/drafters.py",
-    "specdiff/policies.py",
-    "specdiff/kernels.py",
+# The code each result measures: a result whose commit is older than the last change to these paths is flagged. A
+# script's results measure the code its experiment lists (``Experiment.measured_code``, which also enters its cells'
+# keys); the demo is a command, not an experiment.
+DEMO_CODE = (
+    *SAMPLER_CODE,
+    "specdiff/models/dit.py",
+    "specdiff/demo.py",
+    "specdiff/diagnostics.py",
+    "simulations/cli.py",
 )
-DIT_EXACTNESS_CODE = (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/stats.py", "simulations/dit_exactness.py")
-BENCH_CODE = (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/placement.py", "simulations/bench_gpu.py")
 
 
 @dataclass(frozen=True)
@@ -775,7 +840,7 @@ SECTIONS = (
         "form) and, for mixture data, against plain sampling; the negative controls are deliberately wrong rules "
         "that the same test must reject. Each check is judged at level 1e-3.",
         exactness_table,
-        {"exactness.json": (*SAMPLER_CODE, "specdiff/models/gmm.py", "specdiff/stats.py", "simulations/exactness.py")},
+        {"exactness.json": exactness.EXPERIMENT.measured_code},
     ),
     Section(
         "calibration",
@@ -784,14 +849,7 @@ SECTIONS = (
         "against the block weights `Σ w_i` (block rule), as martingale z-scores (`specdiff.diagnostics`), on "
         "mixture data.",
         calibration_table,
-        {
-            "calibration.json": (
-                *SAMPLER_CODE,
-                "specdiff/diagnostics.py",
-                "specdiff/models/gmm.py",
-                "simulations/calibration.py",
-            )
-        },
+        {"calibration.json": calibration.EXPERIMENT.measured_code},
     ),
     Section(
         "speedup",
@@ -799,15 +857,7 @@ SECTIONS = (
         "Steps per sequential target call on mixture data, every drafter, fixed and adaptive windows, token and "
         "block rules, against the theory's prediction.",
         speedup_table,
-        {
-            "speedup.json": (
-                *SAMPLER_CODE,
-                "specdiff/models/gmm.py",
-                "theory/cost.py",
-                "theory/verification.py",
-                "simulations/speedup.py",
-            )
-        },
+        {"speedup.json": speedup.EXPERIMENT.measured_code},
     ),
     Section(
         "drafting",
@@ -820,8 +870,8 @@ SECTIONS = (
         "(token-reflection) and drafter (nearest reuse) were chosen from these tables.",
         drafting_table,
         {
-            "peer_gm.json": (*SAMPLER_CODE, "specdiff/models/gmm.py", "simulations/peer_gm.py"),
-            "dit_speedup.json": (*SAMPLER_CODE, "specdiff/models/dit.py", "simulations/dit_speedup.py"),
+            "peer_gm.json": peer_gm.EXPERIMENT.measured_code,
+            "dit_speedup.json": dit_speedup.EXPERIMENT.measured_code,
         },
     ),
     Section(
@@ -831,10 +881,10 @@ SECTIONS = (
         "`python -m simulations.train_dit`): its quality, the demo, and exactness with a real network.",
         dit_table,
         {
-            "dit_quality.json": (*SAMPLER_CODE, "specdiff/models/dit.py", "simulations/dit_quality.py"),
-            "demo/demo.json": (*SAMPLER_CODE, "specdiff/models/dit.py", "specdiff/demo.py", "specdiff/diagnostics.py"),
-            "dit_exactness.json": DIT_EXACTNESS_CODE,
-            "gpu/dit_exactness.json": DIT_EXACTNESS_CODE,
+            "dit_quality.json": dit_quality.EXPERIMENT.measured_code,
+            "demo/demo.json": DEMO_CODE,
+            "dit_exactness.json": dit_exactness.EXPERIMENT.measured_code,
+            "gpu/dit_exactness.json": dit_exactness.EXPERIMENT.measured_code,
         },
     ),
     Section(
@@ -845,7 +895,9 @@ SECTIONS = (
         "speculative wall time measured in one process. On a CPU a call on m states costs about m calls on one, so "
         "fewer calls buy little wall time; on a GPU a batch of L + 1 states costs about one call.",
         gpu_table,
-        dict.fromkeys(("gpu/bench_gpu.json", "gpu/bench_gpu_host.json", "bench_cpu.json"), BENCH_CODE),
+        dict.fromkeys(
+            ("gpu/bench_gpu.json", "gpu/bench_gpu_host.json", "bench_cpu.json"), BENCH_EXPERIMENT.measured_code
+        ),
     ),
     Section(
         "overhead",
@@ -854,7 +906,7 @@ SECTIONS = (
         "state, about as much as drawing that state's noise); the per-state columns say what the share would be for "
         "a costlier model.",
         overhead_table,
-        {"overhead.json": (*SAMPLER_CODE, "simulations/overhead.py")},
+        {"overhead.json": overhead.EXPERIMENT.measured_code},
     ),
     Section(
         "round_cost",
@@ -864,8 +916,8 @@ SECTIONS = (
         "operations.",
         round_cost_table,
         {
-            "round_cost.json": (*SAMPLER_CODE, "specdiff/opcount.py", "simulations/round_cost.py"),
-            "randomness_cost.json": ("specdiff/randomness.py", "simulations/randomness_cost.py"),
+            "round_cost.json": round_cost.EXPERIMENT.measured_code,
+            "randomness_cost.json": randomness_cost.EXPERIMENT.measured_code,
         },
     ),
     Section(
@@ -874,14 +926,26 @@ SECTIONS = (
         "The weighted residual sampler by inverse CDF (the default) against rejection sampling; neither calls the "
         "network. Rejection collapses at small δ and w, which is why the inverse CDF is the default.",
         residual_cost_table,
-        {"residual_cost.json": ("specdiff/residual.py", "specdiff/residual_law.py", "simulations/residual_cost.py")},
+        {"residual_cost.json": residual_cost.EXPERIMENT.measured_code},
     ),
     Section(
         "theory_accuracy",
         "Accuracy of the theory's numerics",
         "The closed forms and the numerical integration of the block rule, against independent references.",
         theory_accuracy_table,
-        {"theory_accuracy.json": ("theory/gaussian.py", "theory/verification.py", "simulations/theory_accuracy.py")},
+        {"theory_accuracy.json": theory_accuracy.EXPERIMENT.measured_code},
+    ),
+    Section(
+        "sweeps",
+        "Sweeps at scale",
+        "Every simulation is a list of keyed cells that runs serially, on a local Dask cluster (`--workers K`) or on "
+        "an existing one (`--scheduler ADDRESS`), with identical records, and resumes from its store after an "
+        "interruption (docs/design.md §7). A large sampling job shards by sample key.",
+        sweeps_table,
+        {
+            "many_samples.json": many_samples.EXPERIMENT.measured_code,
+            "sweep_cost.json": sweep_cost.EXPERIMENT.measured_code,
+        },
     ),
 )
 

@@ -12,34 +12,37 @@ of its cost. The rejection sampler needs ``1 / acceptance`` proposals per draw a
 ``delta`` (about 1e-3 at ``delta = 0.05, w = 0.1``), so its number of draws is capped so that the expected number of
 proposals stays within a budget; the number of draws actually used is recorded.
 
-Run ``python -m simulations.residual_cost`` (full, under 2 minutes on one core) or with ``--smoke`` (seconds).
+Cells (``simulations.experiment``; wall times, so ``timed``): one per (delta, weight), timing both samplers on the
+same problem (drawn from the cell's seed) one after the other, so each pair compared is one complete measurement.
+
+Run ``python -m simulations.residual_cost`` (full, under 2 minutes on one core) or with ``--smoke`` (seconds). Writes
+``results/residual_cost.json``: the records (one pair per cell: ``delta``, ``weight``, ``inverse_cdf`` and
+``rejection``, each a :class:`Record`) and ``measurements``, the pairs' records flattened.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from simulations.provenance import REPOSITORY_ROOT, git_commit, git_dirty, machine
+from simulations.experiment import Experiment, Summary, derived_seed
+from simulations.experiment import main as experiment_main
 from specdiff.residual import (
     residual_rejection_acceptance_rate,
     sample_weighted_residual,
     sample_weighted_residual_rejection,
 )
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "residual_cost.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "residual_cost.json"
 DEFAULT_SEED = 20_250_601
+#: The samplers timed, in the order of a pair's measurements.
+METHODS = ("inverse_cdf", "rejection")
 
 
 @dataclass(frozen=True)
@@ -171,12 +174,12 @@ def _summarize(times: Sequence[float], draws: int) -> tuple[float, float, float]
     return statistics.median(per_draw), min(per_draw), max(per_draw)
 
 
-def rejection_draws(config: Config, acceptance_rate: float) -> int:
+def rejection_draws(config: Config | PairCell, acceptance_rate: float) -> int:
     """Draws of one rejection call: the batch, capped so that ``draws / acceptance <= budget`` (at least a minimum).
 
     Parameters
     ----------
-    config : Config
+    config : Config or PairCell
     acceptance_rate : float
         Theoretical per-proposal acceptance.
 
@@ -188,95 +191,168 @@ def rejection_draws(config: Config, acceptance_rate: float) -> int:
     return min(config.batch, max(config.minimum_rejection_draws, capped))
 
 
-def measure(config: Config, seed: int) -> list[Record]:
-    """Time both samplers on every (delta, weight) of ``config``.
+@dataclass(frozen=True)
+class PairCell:
+    """One (delta, weight): both samplers timed on the same problem, one after the other.
+
+    Attributes
+    ----------
+    delta, weight : float
+    batch, dimension, repeats, rejection_proposal_budget, minimum_rejection_draws : int
+        As in :class:`Config`.
+    """
+
+    delta: float
+    weight: float
+    batch: int
+    dimension: int
+    repeats: int
+    rejection_proposal_budget: int
+    minimum_rejection_draws: int
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The record of a :class:`PairCell`: the inverse-CDF and the rejection measurement."""
+
+    delta: float
+    weight: float
+    inverse_cdf: Record
+    rejection: Record
+
+
+def cells(config: Config) -> list[PairCell]:
+    """Every (delta, weight) of ``config``."""
+    return [
+        PairCell(
+            delta,
+            weight,
+            config.batch,
+            config.dimension,
+            config.repeats,
+            config.rejection_proposal_budget,
+            config.minimum_rejection_draws,
+        )
+        for delta in config.deltas
+        for weight in config.weights
+    ]
+
+
+def measure_inverse_cdf(cell: PairCell, problem: Problem) -> Record:
+    """Median, fastest and slowest of ``cell.repeats`` timed inverse-CDF calls on the whole batch, after a warm-up."""
+
+    def inverse_cdf() -> torch.Tensor:
+        return sample_weighted_residual(
+            problem.target_mean,
+            problem.draft_mean,
+            problem.sigma,
+            problem.log_weight,
+            uniforms=problem.uniforms,
+            noise=problem.noise,
+        )
+
+    inverse_cdf()  # warm-up
+    times = [_time_call(inverse_cdf) for _ in range(cell.repeats)]
+    median, fastest, slowest = _summarize(times, cell.batch)
+    return Record("inverse_cdf", cell.delta, cell.weight, cell.dimension, cell.batch, cell.repeats,
+                  median, fastest, slowest, None, None, None)  # fmt: skip
+
+
+def measure_rejection(cell: PairCell, problem: Problem, seed: int) -> Record:
+    """Median, fastest and slowest of ``cell.repeats`` timed rejection calls on the first :func:`rejection_draws`
+    rows, after a warm-up call; each call's numpy generator is seeded by ``[seed, repeat]``."""
+    rate = float(residual_rejection_acceptance_rate(np.array(np.log(cell.weight)), np.array(cell.delta)))
+    draws = rejection_draws(cell, rate)
+    proposals: list[float] = []
+    times = []
+    for repeat in range(cell.repeats + 1):  # the first call is a warm-up
+        rng = np.random.default_rng([seed, repeat])
+        start = time.perf_counter()
+        result = sample_weighted_residual_rejection(
+            problem.target_mean[:draws],
+            problem.draft_mean[:draws],
+            problem.sigma[:draws],
+            problem.log_weight[:draws],
+            generator=rng,
+            noise=problem.noise[:draws],
+        )
+        elapsed = time.perf_counter() - start
+        if repeat > 0:
+            times.append(elapsed)
+        proposals.extend(result.proposals.double().tolist())
+    median, fastest, slowest = _summarize(times, draws)
+    return Record("rejection", cell.delta, cell.weight, cell.dimension, draws, cell.repeats, median, fastest, slowest,
+                  rate, 1.0 / rate, float(np.mean(proposals)))  # fmt: skip
+
+
+def measure(cell: PairCell, seed: int) -> Pair:
+    """Time both samplers on the cell's (delta, weight).
 
     Parameters
     ----------
-    config : Config
+    cell : PairCell
     seed : int
-        Seeds the problems (torch) and the rejection sampler's generators (numpy).
+        Seeds the problem (torch, ``seed``) and the rejection sampler's generators (numpy,
+        ``derived_seed(seed, "rejection")``).
 
     Returns
     -------
-    list of Record
+    Pair
     """
-    records = []
-    for delta_index, delta in enumerate(config.deltas):
-        for weight_index, weight in enumerate(config.weights):
-            generator = torch.Generator().manual_seed(seed + 1000 * delta_index + weight_index)
-            problem = make_problem(config.batch, config.dimension, delta, weight, generator)
-
-            def inverse_cdf(problem: Problem = problem) -> torch.Tensor:
-                return sample_weighted_residual(
-                    problem.target_mean,
-                    problem.draft_mean,
-                    problem.sigma,
-                    problem.log_weight,
-                    uniforms=problem.uniforms,
-                    noise=problem.noise,
-                )
-
-            inverse_cdf()  # warm-up
-            times = [_time_call(inverse_cdf) for _ in range(config.repeats)]
-            median, fastest, slowest = _summarize(times, config.batch)
-            records.append(
-                Record("inverse_cdf", delta, weight, config.dimension, config.batch, config.repeats,
-                       median, fastest, slowest, None, None, None)
-            )  # fmt: skip
-
-            rate = float(residual_rejection_acceptance_rate(np.array(np.log(weight)), np.array(delta)))
-            draws = rejection_draws(config, rate)
-            proposals: list[float] = []
-            times = []
-            for repeat in range(config.repeats + 1):  # the first call is a warm-up
-                rng = np.random.default_rng([seed, delta_index, weight_index, repeat])
-                start = time.perf_counter()
-                result = sample_weighted_residual_rejection(
-                    problem.target_mean[:draws],
-                    problem.draft_mean[:draws],
-                    problem.sigma[:draws],
-                    problem.log_weight[:draws],
-                    generator=rng,
-                    noise=problem.noise[:draws],
-                )
-                elapsed = time.perf_counter() - start
-                if repeat > 0:
-                    times.append(elapsed)
-                proposals.extend(result.proposals.double().tolist())
-            median, fastest, slowest = _summarize(times, draws)
-            records.append(
-                Record("rejection", delta, weight, config.dimension, draws, config.repeats, median, fastest, slowest,
-                       rate, 1.0 / rate, float(np.mean(proposals)))
-            )  # fmt: skip
-    return records
+    generator = torch.Generator().manual_seed(seed)
+    problem = make_problem(cell.batch, cell.dimension, cell.delta, cell.weight, generator)
+    inverse = measure_inverse_cdf(cell, problem)
+    rejection = measure_rejection(cell, problem, derived_seed(seed, "rejection"))
+    return Pair(cell.delta, cell.weight, inverse, rejection)
 
 
-def format_table(records: Sequence[Record]) -> str:
-    """A plain-text table of the records."""
+def measurements(pairs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of ``pairs`` (as JSON mappings) flattened: each pair's inverse-CDF, then its rejection record."""
+    return [pair[method] for pair in pairs for method in METHODS]
+
+
+def format_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of the records (as JSON mappings of :class:`Record`)."""
     header = f"{'delta':>6} {'w':>5} {'method':>11} {'draws':>6} {'us/draw':>9} {'proposals':>10} {'1/accept':>9}"
     lines = [header, "-" * len(header)]
     for record in records:
-        measured = "" if record.mean_proposals_per_draw is None else f"{record.mean_proposals_per_draw:.2f}"
-        expected = "" if record.expected_proposals_per_draw is None else f"{record.expected_proposals_per_draw:.2f}"
+        measured, expected = record["mean_proposals_per_draw"], record["expected_proposals_per_draw"]
         lines.append(
-            f"{record.delta:>6g} {record.weight:>5g} {record.method:>11} {record.draws:>6d} "
-            f"{record.microseconds_per_draw:>9.2f} {measured:>10} {expected:>9}"
+            f"{record['delta']:>6g} {record['weight']:>5g} {record['method']:>11} {record['draws']:>6d} "
+            f"{record['microseconds_per_draw']:>9.2f} {'' if measured is None else f'{measured:.2f}':>10} "
+            f"{'' if expected is None else f'{expected:.2f}':>9}"
         )
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m simulations.residual_cost", description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny fast preset (batch 1000, 2 repeats)")
-    parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/residual_cost.json)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    return parser
+def describe(pair: Mapping[str, Any]) -> str:
+    """The printed lines of one pair."""
+    return format_table(measurements([pair])).split("\n", 2)[2]
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """Every measurement flattened (``measurements``), with the device and dtype; the table to print."""
+    flat = measurements(records)
+    return Summary(fields={"device": "cpu", "dtype": "float64", "measurements": flat}, text=format_table(flat))
+
+
+EXPERIMENT = Experiment(
+    module="simulations.residual_cost",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="residual_cost.json",
+    code=("specdiff/residual.py", "specdiff/residual_law.py", "simulations/residual_cost.py"),
+    cells=cells,
+    run_cell=measure,
+    summarize=summarize,
+    timed=True,
+    describe=describe,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the measurement, write the JSON and print the table.
+    """Run the measurement (``simulations.experiment``), write the JSON and print the table.
 
     Parameters
     ----------
@@ -286,38 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status (0).
+        Exit status: 0, or 1 where a cell failed.
     """
-    arguments = build_parser().parse_args(argv)
-    config = SMOKE if arguments.smoke else FULL
-    output: Path = arguments.output or (SMOKE_OUTPUT if arguments.smoke else DEFAULT_OUTPUT)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        start = time.perf_counter()
-        records = measure(config, arguments.seed)
-        elapsed = time.perf_counter() - start
-        payload: dict[str, Any] = {
-            "experiment": "residual_cost",
-            "preset": "smoke" if arguments.smoke else "full",
-            "seed": arguments.seed,
-            "commit": git_commit(),
-            "dirty": git_dirty(),
-            "sizes": {"batch": config.batch, "dimension": config.dimension, "repeats": config.repeats},
-            "config": asdict(config),
-            "machine": machine(),
-            "device": "cpu",
-            "dtype": "float64",
-            "wall_seconds": elapsed,
-            "records": [asdict(record) for record in records],
-        }
-    finally:
-        torch.set_num_threads(previous_threads)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(payload, indent=2) + "\n")
-    print(format_table(records))
-    print(f"wrote {output} ({elapsed:.1f} s)")
-    return 0
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ states; the draft mean is ``0.98 x + 0.9 b``, a gap of ``0.1 |b| / sigma = 0.5``
 the drafted steps accepted, so both the accepting and the residual paths run). Only the public API is used:
 ``specdiff.sampler.plain_chain`` and ``specdiff.sampler.speculative_chain`` (fixed window ``window=L``).
 
-Per cell (d, batch B, window L, rule, mode):
+Per row (d, batch B, window L, rule, mode):
 
 - kernel-launching operations and host synchronizations (by kind) per round, from one run counted by
   :class:`specdiff.opcount.OpCounter` (``cpu_is_host=True``) under :class:`specdiff.opcount.SimulatedDevice`, with
@@ -31,8 +31,15 @@ synchronization per round; at most 300 kernel-launching operations per round eag
 or d (at most 10% above the smallest B and d of the same rule); compiled, the sampler's own CPU time per round at
 d = 64, B = 1, L = 8 at most twice a plain step's. Each is ``met``, ``not met`` or ``unavailable``.
 
-Run ``python -m simulations.round_cost`` (about 3 minutes on 2 cores) or ``--smoke`` (seconds). Writes
-``results/round_cost.json`` (``--output`` to change it) and prints markdown tables.
+Cells (``simulations.experiment``; wall times, so ``timed``): one per (d, B, mode), which measures plain sampling
+and then every (L, rule) on the same chain and noise (the cell's seed) in one process, so the rounds and the plain
+step they are compared with (the compiled target's ratio included) always come from one complete measurement.
+
+Run ``python -m simulations.round_cost`` (about 4 minutes on one core) or ``--smoke`` (seconds). Writes
+``results/round_cost.json`` (``--output`` to change it) and prints markdown tables. Besides the records (one per
+cell: ``plain`` and its ``speculative`` rows), the file holds every row flattened as ``plain`` and ``cells``, the
+layout of ``results/round_cost_before.json`` (the same benchmark run before the round was rebuilt, which the
+results page compares with), and ``targets``.
 """
 
 from __future__ import annotations
@@ -42,23 +49,22 @@ import inspect
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import specdiff
-from simulations.common import script_arguments, write_results
+from simulations.experiment import Experiment, Summary
+from simulations.experiment import main as experiment_main
 from simulations.overhead import keep_freed_memory
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.provenance import SAMPLER_CODE
 from specdiff.opcount import OpCounter, OpCounts, SimulatedDevice
 from specdiff.sampler import plain_chain, speculative_chain
 
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "results" / "round_cost.json"
-SMOKE_OUTPUT = REPOSITORY_ROOT / "results" / "smoke" / "round_cost.json"
 DEFAULT_SEED = 11
 
 CONTRACTION = 0.98
@@ -101,6 +107,21 @@ FULL = Config(
     compiled_windows=(8,),
 )
 SMOKE = Config(dimensions=(8,), batches=(1, 3), windows=(2,), steps=8, repeats=1)
+
+
+@dataclass(frozen=True)
+class RoundCell:
+    """One (d, B, mode): plain sampling and every (window, rule), measured one after the other in one process."""
+
+    dimension: int
+    batch: int
+    mode: str  # "eager" or "compiled"
+    steps: int
+    repeats: int
+    windows: tuple[int, ...]  # every window of the sweep: each (window, rule) gets a row
+    rules: tuple[str, ...]
+    measured_windows: tuple[int, ...]  # the windows measured (compiled: limited to save compile time)
+    plain_measured: bool  # compiled: whether plain sampling is measured at this d
 
 
 class TimedMean:
@@ -247,60 +268,77 @@ def _counted(
     return {"rounds": rounds, **_per(counts, model, rounds), "loop_syncs": marginal}, None
 
 
-def measure_plain(config: Config, dimension: int, batch: int, mode: str, seed: int) -> dict[str, Any]:
+def measure_plain(cell: RoundCell, seed: int) -> dict[str, Any]:
+    """Plain sampling at the cell's (d, B, mode): counts per step (eager) and the sampler's own time per step."""
     keywords = compile_keywords()
-    record: dict[str, Any] = {"dimension": dimension, "batch": batch, "mode": mode, "steps": config.steps}
-    if mode == "compiled":
+    record: dict[str, Any] = {"dimension": cell.dimension, "batch": cell.batch, "mode": cell.mode, "steps": cell.steps}
+    if cell.mode == "compiled":
         record["compiled"] = keywords["plain_chain"]
         if not keywords["speculative_chain"]:
             return {**record, "status": "unavailable", "reason": "speculative_chain takes no compile keyword"}
-    if mode == "compiled" and dimension not in config.compiled_dimensions:
+    if not cell.plain_measured:
         return {**record, "status": "not run", "reason": "compiled cells are limited to save compile time"}
-    extra = {"compile": True} if mode == "compiled" and keywords["plain_chain"] else {}
+    extra = {"compile": True} if cell.mode == "compiled" and keywords["plain_chain"] else {}
     counted: dict[str, Any] | None
     error: str | None
-    if mode == "compiled":
+    if cell.mode == "compiled":
         counted, error = None, "not counted: the counter cannot see compiled kernels"
     else:
-        counted, error = _counted("plain", dimension, batch, 0, "block", config.steps, seed, extra)
+        counted, error = _counted("plain", cell.dimension, cell.batch, 0, "block", cell.steps, seed, extra)
     seconds, _ = own_seconds(
-        "plain", dimension, batch, 0, "block", config.steps, seed, config.repeats, extra, warm_up=mode == "compiled"
+        "plain",
+        cell.dimension,
+        cell.batch,
+        0,
+        "block",
+        cell.steps,
+        seed,
+        cell.repeats,
+        extra,
+        warm_up=cell.mode == "compiled",
     )
     record.update(
         status="measured",
         counts_per_step=counted,
         count_error=error,
-        sampler_microseconds_per_step=1e6 * min(seconds) / config.steps,
-        sampler_microseconds_per_step_repeats=[1e6 * s / config.steps for s in seconds],
+        sampler_microseconds_per_step=1e6 * min(seconds) / cell.steps,
+        sampler_microseconds_per_step_repeats=[1e6 * s / cell.steps for s in seconds],
     )
     return record
 
 
-def measure_cell(
-    config: Config, dimension: int, batch: int, window: int, rule: str, mode: str, seed: int
-) -> dict[str, Any]:
-    record: dict[str, Any] = {"dimension": dimension, "batch": batch, "window": window, "rule": rule, "mode": mode}
-    if mode == "compiled" and not compile_keywords()["speculative_chain"]:
+def measure_round(cell: RoundCell, window: int, rule: str, seed: int) -> dict[str, Any]:
+    """Speculative sampling at the cell's (d, B, mode) with ``window`` and ``rule``: counts per round (eager) and
+    the sampler's own time per round."""
+    record: dict[str, Any] = {
+        "dimension": cell.dimension,
+        "batch": cell.batch,
+        "window": window,
+        "rule": rule,
+        "mode": cell.mode,
+    }
+    if cell.mode == "compiled" and not compile_keywords()["speculative_chain"]:
         return {**record, "status": "unavailable", "reason": "speculative_chain takes no compile keyword"}
-    if mode == "compiled" and (dimension not in config.compiled_dimensions or window not in config.compiled_windows):
+    if window not in cell.measured_windows:
         return {**record, "status": "not run", "reason": "compiled cells are limited to save compile time"}
-    extra = {"compile": True} if mode == "compiled" else {}
+    compiled = cell.mode == "compiled"
+    extra = {"compile": True} if compiled else {}
     start = time.perf_counter()
-    if mode == "compiled":
+    counted: dict[str, Any] | None
+    error: str | None
+    if compiled:
         # Compiled code is timed only: under a dispatch mode torch.compile runs nothing compiled (and the counter
         # would not see fused kernels anyway); it is never run under a counter, which could make it fall back.
-        counted: dict[str, Any] | None
-        error: str | None
         counted, error = None, "not counted: the counter cannot see compiled kernels"
     else:
-        counted, error = _counted("speculative", dimension, batch, window, rule, config.steps, seed, extra)
+        counted, error = _counted("speculative", cell.dimension, cell.batch, window, rule, cell.steps, seed, extra)
     seconds, rounds = own_seconds(
-        "speculative", dimension, batch, window, rule, config.steps, seed, config.repeats, extra, mode == "compiled"
+        "speculative", cell.dimension, cell.batch, window, rule, cell.steps, seed, cell.repeats, extra, compiled
     )
     record.update(
         status="measured",
         rounds=rounds,
-        steps_per_round=config.steps / rounds,
+        steps_per_round=cell.steps / rounds,
         counts_per_round=counted,
         count_error=error,
         sampler_microseconds_per_round=1e6 * min(seconds) / rounds,
@@ -308,6 +346,49 @@ def measure_cell(
         seconds=time.perf_counter() - start,
     )
     return record
+
+
+def cells(config: Config) -> list[RoundCell]:
+    """One cell per (d, B, mode); compiled, only ``compiled_dimensions`` and ``compiled_windows`` are measured."""
+    result = []
+    for dimension in config.dimensions:
+        for batch in config.batches:
+            for mode in MODES:
+                compiled_here = dimension in config.compiled_dimensions
+                if mode == "eager":
+                    windows, plain_measured = config.windows, True
+                else:
+                    windows = tuple(w for w in config.windows if compiled_here and w in config.compiled_windows)
+                    plain_measured = compiled_here
+                result.append(
+                    RoundCell(
+                        dimension=dimension,
+                        batch=batch,
+                        mode=mode,
+                        steps=config.steps,
+                        repeats=config.repeats,
+                        windows=config.windows,
+                        rules=RULES,
+                        measured_windows=windows,
+                        plain_measured=plain_measured,
+                    )
+                )
+    return result
+
+
+def run_cell(cell: RoundCell, seed: int) -> dict[str, Any]:
+    """Plain sampling, then every (window, rule), at the cell's (d, B, mode), on the same chain and noise."""
+    kept = keep_freed_memory()
+    plain = measure_plain(cell, seed)
+    speculative = [measure_round(cell, window, rule, seed) for window in cell.windows for rule in cell.rules]
+    return {
+        "dimension": cell.dimension,
+        "batch": cell.batch,
+        "mode": cell.mode,
+        "kept_freed_memory": kept,
+        "plain": plain,
+        "speculative": speculative,
+    }
 
 
 def _measured(cells: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -445,45 +526,32 @@ def sources_sha256() -> dict[str, str]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = script_arguments(argv, __doc__ or "", DEFAULT_SEED, DEFAULT_OUTPUT, SMOKE_OUTPUT)
-    config = SMOKE if arguments.smoke else FULL
-    kept_freed_memory = keep_freed_memory()
-    start = time.perf_counter()
-    plain: list[dict[str, Any]] = []
-    cells: list[dict[str, Any]] = []
-    for dimension in config.dimensions:
-        for batch in config.batches:
-            for mode in MODES:
-                plain.append(measure_plain(config, dimension, batch, mode, arguments.seed))
-            for window in config.windows:
-                for rule in RULES:
-                    for mode in MODES:
-                        cell = measure_cell(config, dimension, batch, window, rule, mode, arguments.seed)
-                        cells.append(cell)
-                        if cell["status"] == "measured":
-                            counts = cell["counts_per_round"] or {}
-                            print(
-                                f"d={dimension} B={batch} L={window} {rule} {mode}: rounds {cell['rounds']},"
-                                f" launches/round {counts.get('launches', float('nan')):.1f},"
-                                f" syncs/round {counts.get('syncs', float('nan')):.2f},"
-                                f" own {cell['sampler_microseconds_per_round']:.0f} µs/round"
-                                f" ({cell['seconds']:.1f} s)",
-                                flush=True,
-                            )
-    targets = evaluate_targets(config, cells, plain)
-    table = markdown(cells, plain)
-    print(table)
-    for name, target in targets.items():
-        print(f"target {name}: {target['status']}")
-    wall = time.perf_counter() - start
-    write_results(
-        arguments.output,
-        {
-            "script": "simulations.round_cost",
-            "preset": arguments.preset,
-            "seed": arguments.seed,
-            "sizes": asdict(config),
+def describe(record: Mapping[str, Any]) -> str:
+    """A printed line per measured (window, rule) of a cell."""
+    lines = []
+    for row in record["speculative"]:
+        if row["status"] != "measured":
+            continue
+        counts = row["counts_per_round"] or {}
+        lines.append(
+            f"d={row['dimension']} B={row['batch']} L={row['window']} {row['rule']} {row['mode']}:"
+            f" rounds {row['rounds']}, launches/round {counts.get('launches', float('nan')):.1f},"
+            f" syncs/round {counts.get('syncs', float('nan')):.2f},"
+            f" own {row['sampler_microseconds_per_round']:.0f} µs/round ({row['seconds']:.1f} s)"
+        )
+    return "\n".join(lines) or f"d={record['dimension']} B={record['batch']} {record['mode']}: nothing measured"
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """The rows of every cell as ``plain`` and ``cells`` (the layout of ``results/round_cost_before.json``), the
+    targets judged on them, the markdown tables, and how the chain was counted and timed."""
+    plain = [record["plain"] for record in records]
+    rows = [row for record in records for row in record["speculative"]]
+    targets = evaluate_targets(config, rows, plain)
+    table = markdown(rows, plain)
+    lines = [table, *(f"target {name}: {target['status']}" for name, target in targets.items())]
+    return Summary(
+        fields={
             "chain": {
                 "target_mean": f"{CONTRACTION} * x + b",
                 "draft_mean": f"{CONTRACTION} * x + {DRAFT_DRIFT_SCALE} * b",
@@ -499,22 +567,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             "timing": (
                 "sampler's own seconds (wall less the mean functions), fastest of the repeats after a warm-up run"
-                " (eager: the counted run, same code and shapes; compiled: an extra uncounted run)"
+                " (eager: the counted run, same code and shapes; compiled: an extra uncounted run); plain sampling"
+                " and every (window, rule) of one (d, B, mode) measured in one cell, one after the other"
             ),
-            "threads": torch.get_num_threads(),
-            "kept_freed_memory": kept_freed_memory,
+            "kept_freed_memory": all(record["kept_freed_memory"] for record in records),
             "compile_keyword": compile_keywords(),
             "specdiff_path": str(Path(specdiff.__file__).resolve().parent),
             "sources_sha256": sources_sha256(),
             "plain": plain,
-            "cells": cells,
+            "cells": rows,
             "targets": targets,
             "table": table,
-            "wall_seconds": wall,
         },
+        text="\n".join(lines),
     )
-    print(f"wrote {arguments.output} ({wall:.0f} s)")
-    return 0
+
+
+EXPERIMENT = Experiment(
+    module="simulations.round_cost",
+    description=__doc__ or "",
+    presets={"full": FULL, "smoke": SMOKE},
+    default_seed=DEFAULT_SEED,
+    output="round_cost.json",
+    code=(*SAMPLER_CODE, "specdiff/opcount.py", "simulations/overhead.py", "simulations/round_cost.py"),
+    cells=cells,
+    run_cell=run_cell,
+    summarize=summarize,
+    timed=True,
+    describe=describe,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return experiment_main(EXPERIMENT, argv)
 
 
 if __name__ == "__main__":

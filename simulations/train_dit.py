@@ -4,27 +4,33 @@ Recipe: DDPM linear schedule with T = 1000 training steps, eps-prediction MSE at
 0.1 to the null class (for classifier-free guidance), AdamW with a linear warm-up then cosine decay, gradient
 clipping, and an exponential moving average (EMA) of the weights, which is what ships. Batches are drawn with
 replacement from the train split only (:func:`specdiff.models.dit.digits_dataset`). Every random draw (the
-initialization, batches, timesteps, noise, label dropout) comes from generators seeded by ``--seed``, so a run is
-reproducible on a given machine.
+initialization, batches, timesteps, noise, label dropout) comes from generators seeded by ``--training-seed``
+(default 0, the shipped weights' seed), so a run is reproducible on a given machine; ``--seed`` seeds only the
+quality evaluation.
 
-Outputs (in ``--output-dir``, default ``specdiff/models/weights``): ``dit_digits.safetensors`` (EMA weights) and
-``dit_digits.json`` (config, training log, sizes, wall time, seed, commit). Then the sample quality is evaluated
-(``simulations.dit_quality``): ``results/dit_quality.json``, from which ``specdiff figures`` draws
-``docs/figures/dit_digits_samples.png``.
+An experiment of one cell (``simulations.experiment``; timed: the record holds the training's wall time). The cell
+trains and, as a side effect, writes to ``--output-dir`` (default ``specdiff/models/weights``; ``results/smoke/dit``
+for the smoke preset; a relative path is relative to the repository root) ``dit_digits.safetensors`` (EMA weights)
+and ``dit_digits.json`` (config, training log, sizes, wall time, seed, commit). Its record is that metadata without
+the provenance, plus the paths written and the weights' SHA-256; the results file is ``results/train_dit.json``
+(``results/smoke/train_dit.json`` for the smoke preset). A finished cell is kept in the store and not rerun: give
+``--fresh`` to train (and write the checkpoint) again. Then, unless ``--skip-quality``, the sample quality is
+evaluated (``simulations.dit_quality``, its finished cells stored in ``<store>/dit_quality``):
+``results/dit_quality.json``, from which ``specdiff figures`` draws ``docs/figures/dit_digits_samples.png`` (the
+smoke preset writes both into the output folder instead).
 
-Run ``python -m simulations.train_dit`` (about 12 minutes) or ``--smoke`` (seconds; writes everything, quality
-report included, under ``results/smoke/dit`` or the given ``--output-dir``).
+Run ``python -m simulations.train_dit`` (about 12 minutes) or ``--smoke`` (seconds).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
+import hashlib
 import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,8 @@ import torch
 from safetensors.torch import save_file
 
 from simulations import dit_quality
+from simulations.experiment import Experiment, Summary, parse_arguments
+from simulations.experiment import main as experiment_main
 from simulations.provenance import REPOSITORY_ROOT, git_commit, git_dirty, machine
 from specdiff.kernels import linear_schedule
 from specdiff.models.dit import DIT_PRESETS, DiT, digits_dataset, weight_paths
@@ -209,18 +217,141 @@ def save(model: DiT, directory: Path, metadata: dict[str, Any], name: str = PRES
     return weights_path, config_path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m simulations.train_dit", description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="a handful of iterations (seconds), for tests")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--output-dir", type=Path, default=None, help="where the weights and config go")
-    parser.add_argument("--skip-quality", action="store_true", help="do not evaluate the samples after training")
-    return parser
+@dataclass(frozen=True)
+class Config:
+    """One run: the training's hyper-parameters, where the checkpoint goes, and whether to evaluate it afterwards.
+
+    Attributes
+    ----------
+    training : TrainingConfig
+    output_dir : str
+        The checkpoint's folder; a relative path is relative to the repository root.
+    skip_quality : bool
+        Do not evaluate the samples (``simulations.dit_quality``) after training.
+    training_seed : int
+        Seeds the training (:func:`train`); the shipped weights used 0.
+    """
+
+    training: TrainingConfig
+    output_dir: str
+    skip_quality: bool = False
+    training_seed: int = 0
+
+
+PRESETS = {
+    "full": Config(FULL, str(DEFAULT_OUTPUT_DIRECTORY.relative_to(REPOSITORY_ROOT))),
+    "smoke": Config(SMOKE, str(SMOKE_OUTPUT_DIRECTORY.relative_to(REPOSITORY_ROOT))),
+}
+
+
+@dataclass(frozen=True)
+class TrainingCell:
+    """The one cell: train with ``training`` and write the checkpoint to ``output_dir``."""
+
+    training: TrainingConfig
+    output_dir: str  # relative to the repository root when inside it, else absolute
+    training_seed: int
+
+
+def output_directory(output_dir: str) -> Path:
+    """``output_dir`` as a path: a relative one is relative to the repository root."""
+    return REPOSITORY_ROOT / Path(output_dir).expanduser()
+
+
+def cells(config: Config) -> list[TrainingCell]:
+    """One cell; its folder is written relative to the repository root when inside it (so the cell's key does not
+    depend on where the repository lives)."""
+    directory = output_directory(config.output_dir).resolve()
+    root = REPOSITORY_ROOT.resolve()
+    relative = directory.relative_to(root) if directory.is_relative_to(root) else directory
+    return [TrainingCell(config.training, str(relative), config.training_seed)]
+
+
+def run_training(cell: TrainingCell, seed: int) -> dict[str, Any]:
+    """Train, write ``dit_digits.safetensors`` and ``dit_digits.json`` to the cell's folder, return the record.
+
+    The record is the checkpoint's metadata without its provenance (commit, dirty tree, machine), plus where the
+    weights went and their SHA-256. The cell's ``training_seed`` seeds the training (:func:`train`), not the cell's
+    ``seed``, so that the default reproduces the shipped weights' seed.
+    """
+    seed = cell.training_seed
+    model, log, wall_seconds = train(cell.training, seed)
+    record: dict[str, Any] = {
+        "parameters": model.num_parameters(),
+        "training": {
+            "dataset": "sklearn.datasets.load_digits, train split",
+            "schedule": f"linear_schedule({TRAIN_TIMESTEPS})",
+            "objective": "eps-prediction MSE, uniform timesteps",
+            "weights": "EMA",
+            **asdict(cell.training),
+            "seed": seed,
+            "wall_seconds": wall_seconds,
+            "final_loss": log[-1]["loss"],
+            "log": log,
+        },
+        "seed": seed,
+    }
+    provenance = {"commit": git_commit(), "dirty": git_dirty(), "machine": machine()}
+    weights_path, config_path = save(model, output_directory(cell.output_dir), {**record, **provenance})
+    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    folder = Path(cell.output_dir)
+    written = {"weights_path": str(folder / weights_path.name), "config_path": str(folder / config_path.name)}
+    return {**record, **written, "weights_sha256": digest}
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """A printed line for the training record."""
+    training = record["training"]
+    return (
+        f"wrote {record['weights_path']} and {record['config_path']}: {training['iterations']} iterations, "
+        f"final loss {training['final_loss']:.4f}, {training['wall_seconds']:.1f} s of training"
+    )
+
+
+def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
+    """Passed when the final training loss is finite."""
+    (record,) = records
+    return Summary(
+        fields={"final_loss": record["training"]["final_loss"], "weights_path": record["weights_path"]},
+        passed=math.isfinite(record["training"]["final_loss"]),
+        text=describe(record),
+    )
+
+
+EXPERIMENT = Experiment(
+    module="simulations.train_dit",
+    description=__doc__ or "",
+    presets=PRESETS,
+    default_seed=DEFAULT_SEED,
+    output="train_dit.json",
+    code=("specdiff/models/dit.py", "specdiff/kernels.py", "simulations/train_dit.py"),
+    cells=cells,
+    run_cell=run_training,
+    summarize=summarize,
+    timed=True,
+    describe=describe,
+    options=("output_dir", "skip_quality", "training_seed"),
+)
+
+
+def evaluate_quality(config: Config, preset: str, seed: int, store: Path) -> int:
+    """Run ``simulations.dit_quality`` on the checkpoint in ``config.output_dir`` with ``seed`` and the store
+    ``store``; the smoke preset writes its report and figure into that folder."""
+    directory = output_directory(config.output_dir)
+    quality_arguments = ["--weights-dir", str(directory), "--seed", str(seed), "--store", str(store)]
+    if preset == "smoke":
+        quality_arguments += [
+            "--smoke",
+            "--output",
+            str(directory / "dit_quality.json"),
+            "--figure",
+            str(directory / "dit_digits_samples.png"),
+        ]
+    return dit_quality.main(quality_arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train, save the EMA weights and config, then evaluate the sample quality.
+    """Train and save the EMA weights and config (the experiment), then evaluate the sample quality.
 
     Parameters
     ----------
@@ -230,51 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status (0).
+        Exit status: 0 when the training and the quality evaluation ran.
     """
-    arguments = build_parser().parse_args(argv)
-    config = SMOKE if arguments.smoke else FULL
-    default_directory = SMOKE_OUTPUT_DIRECTORY if arguments.smoke else DEFAULT_OUTPUT_DIRECTORY
-    directory: Path = arguments.output_dir or default_directory
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model, log, wall_seconds = train(config, arguments.seed)
-    finally:
-        torch.set_num_threads(previous_threads)
-    metadata = {
-        "parameters": model.num_parameters(),
-        "training": {
-            "preset": "smoke" if arguments.smoke else "full",
-            "dataset": "sklearn.datasets.load_digits, train split",
-            "schedule": f"linear_schedule({TRAIN_TIMESTEPS})",
-            "objective": "eps-prediction MSE, uniform timesteps",
-            "weights": "EMA",
-            **asdict(config),
-            "seed": arguments.seed,
-            "wall_seconds": wall_seconds,
-            "final_loss": log[-1]["loss"],
-            "log": log,
-        },
-        "seed": arguments.seed,
-        "commit": git_commit(),
-        "dirty": git_dirty(),
-        "machine": machine(),
-    }
-    weights_path, config_path = save(model, directory, metadata)
-    print(f"wrote {weights_path} and {config_path} ({wall_seconds:.1f} s of training)")
-    if not arguments.skip_quality:
-        quality_arguments = ["--weights-dir", str(directory), "--seed", str(arguments.seed)]
-        if arguments.smoke:
-            quality_arguments += [
-                "--smoke",
-                "--output",
-                str(directory / "dit_quality.json"),
-                "--figure",
-                str(directory / "dit_digits_samples.png"),
-            ]
-        dit_quality.main(quality_arguments)
-    return 0
+    status = experiment_main(EXPERIMENT, argv)
+    arguments = parse_arguments(EXPERIMENT, argv)
+    config = EXPERIMENT.config(arguments.preset, arguments.overrides)
+    if status != 0 or config.skip_quality:
+        return status
+    return evaluate_quality(config, arguments.preset, arguments.seed, arguments.store / "dit_quality")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ def test_the_readme_is_short_and_starts_with_the_two_commands() -> None:
     commands = re.search(r"```bash\n(.*?)```", README, re.DOTALL)
     assert commands is not None
     assert commands.group(1).splitlines() == [
-        'pip install torch==2.13.0 -e ".[dev,diffusers]" && specdiff demo',
+        'pip install torch==2.13.0 -e ".[dev,diffusers,distributed]" && specdiff demo',
         "python -m pytest",
     ]
     # CI installs what the README installs.
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
-    assert 'torch==2.13.0 -e ".[dev,diffusers]"' in ci
+    assert 'torch==2.13.0 -e ".[dev,diffusers,distributed]"' in ci
 
 
 @pytest.mark.slow

@@ -136,6 +136,12 @@ def test_demo_writes_only_to_its_output_folder(tmp_path: Path, capsys: pytest.Ca
     assert status == 0 and document["steps"] == 12 and document["speculative_target_calls"] <= 12
     assert sorted(path.name for path in tmp_path.iterdir()) == ["demo.json", "demo_digits.png"]
     assert tracked_changes() == before
+    written = json.loads((tmp_path / "demo.json").read_text())
+    assert written["script"] == "specdiff demo" and written["preset"] == "arguments" and written["seed"] == 0
+    assert written["config"] == {"steps": 12, "samples_per_class": 1, "max_window": 3, "measured_cost": False,
+                                 "device": "cpu"}  # fmt: skip
+    assert {"commit", "dirty", "machine", "date"} <= set(written) and written["seconds"] > 0
+    assert written["speculative_target_calls"] == document["speculative_target_calls"]
 
 
 @pytest.mark.parametrize("drafter", ["none", "free-nearest", "frozen"])
@@ -145,7 +151,10 @@ def test_sample_writes_a_grid_and_statistics(drafter: str, tmp_path: Path, capsy
     document = json.loads(out)
     assert status == 0 and document["request"]["drafter"] == drafter and document["batch"] == 10
     assert (tmp_path / "sample_grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((tmp_path / "sample.json").read_text())["target_calls"] == document["target_calls"]
+    written = json.loads((tmp_path / "sample.json").read_text())
+    assert written["target_calls"] == document["target_calls"] and written["request"] == document["request"]
+    assert written["script"] == "specdiff sample" and written["config"] == document["request"]
+    assert written["seed"] == 0 and written["seconds"] > 0 and "commit" in written
     if drafter == "none":
         assert document["target_calls"] == 10 and document["measured_steps_per_round"] is None
     else:
@@ -161,6 +170,9 @@ def test_verify_runs_the_exactness_suite(tmp_path: Path, capsys: pytest.CaptureF
     payload = json.loads((tmp_path / "exactness.json").read_text())
     assert document["checks"] == len(payload["records"]) > 0
     assert status == (0 if payload["all_passed"] else 1) and document["all_passed"] == payload["all_passed"]
+    assert payload["script"] == "simulations.exactness" and payload["preset"] == "smoke" and payload["seed"] == 0
+    # the finished checks are stored in the output folder, not under results/
+    assert len(list((tmp_path / "cells").glob("*.json"))) == payload["sweep"]["cells"] == len(payload["records"])
 
 
 @pytest.mark.slow
@@ -188,10 +200,22 @@ def test_sample_a_local_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
 
 @pytest.mark.slow
 def test_bench_smoke_writes_its_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(["bench", "--output-dir", str(tmp_path), "--json", "--no-progress"], capsys)
+    argv = ["bench", "--device", "cpu", "--output-dir", str(tmp_path), "--json", "--no-progress"]
+    status, out, _ = run(argv, capsys)
     document = json.loads(out)
-    assert status == 0 and document["complete"] is True
-    assert json.loads((tmp_path / "bench_smoke.json").read_text())["preset"] == "smoke"
+    assert status == 0 and document == {"complete": True, "output": str(tmp_path / "bench_smoke.json")}
+    payload = json.loads((tmp_path / "bench_smoke.json").read_text())
+    assert payload["script"] == "simulations.bench_gpu" and payload["preset"] == "smoke"
+    assert payload["config"]["device"] == "cpu" and payload["sweep"]["not_run"] == 0
+    speedups = [record for record in payload["records"] if record["kind"] == "speedup"]
+    assert speedups and all(record["speedup"] > 0 and record["device"] == "cpu" for record in speedups)
+    stored = len(list((tmp_path / "cells").glob("*.json")))
+    assert stored == payload["sweep"]["cells"] == len(payload["records"])
+    # a rerun reuses the stored cells; --fresh times them again
+    status, out, _ = run(argv, capsys)
+    assert status == 0 and json.loads((tmp_path / "bench_smoke.json").read_text())["sweep"]["resumed"] == stored
+    status, out, _ = run([*argv, "--fresh"], capsys)
+    assert status == 0 and json.loads((tmp_path / "bench_smoke.json").read_text())["sweep"]["resumed"] == 0
 
 
 @pytest.mark.slow

@@ -1,11 +1,11 @@
 """Speculative sampling of the shipped digits DiT: exactness against plain sampling per class (MMD and projected
 KS, Bonferroni, ALPHA), calibration against the theory, and the negative control (accept-always) rejected by the same
-test. Plus smoke runs of the demo, the benchmark script and the DiT exactness script (no timing assertions)."""
+test. Plus smoke runs of the demo, the benchmark script, the DiT exactness script and the DiT quality script (no timing
+assertions)."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import torch
 
-from simulations import bench_gpu, dit_exactness
+from simulations import dit_exactness, dit_quality
+from simulations.experiment import make_cells
 from specdiff import demo
 from specdiff.demo import format_demo, measure_batch_cost, run_demo
 from specdiff.kernels import DDPMKernel, linear_schedule
-from specdiff.models.dit import load_pretrained
+from specdiff.models.dit import DiT, load_pretrained
 from specdiff.policies import FixedWindow
 from tests.statistics import ALPHA, z_threshold
 
@@ -32,14 +33,14 @@ PERMUTATIONS = 29_999
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
+def model() -> DiT:
     return load_pretrained("digits")
 
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("rule", ["block", "token-reflection"])
 @pytest.mark.slow
-def test_speculative_dit_samples_match_plain_samples(model: torch.nn.Module, rule: str) -> None:
+def test_speculative_dit_samples_match_plain_samples(model: DiT, rule: str) -> None:
     result = dit_exactness.check(
         model, rule=rule, drafter="free-nearest", control=None, classes=(3,), samples_per_class=SAMPLES,  # type: ignore[arg-type]
         steps=60, seed=5, permutations=PERMUTATIONS, window=FixedWindow(8),
@@ -52,7 +53,7 @@ def test_speculative_dit_samples_match_plain_samples(model: torch.nn.Module, rul
 
 @pytest.mark.statistical
 @pytest.mark.slow
-def test_accept_always_control_is_rejected_on_the_dit(model: torch.nn.Module) -> None:
+def test_accept_always_control_is_rejected_on_the_dit(model: DiT) -> None:
     result = dit_exactness.check(
         model, rule="block", drafter="free-nearest", control="accept-always", classes=(3,), samples_per_class=SAMPLES,
         steps=60, seed=5, permutations=PERMUTATIONS, window=FixedWindow(8),
@@ -121,48 +122,56 @@ def test_demo_cost_curve_evaluates_m_states_per_sample() -> None:
         assert t.shape == (x.shape[0],) and bool((t == kernel.timesteps[0]).all())
 
 
-@pytest.mark.slow
-def test_bench_smoke_writes_flat_records(tmp_path: Path) -> None:
-    output = tmp_path / "bench.json"
-    assert bench_gpu.main(["--preset", "smoke", "--device", "cpu", "--output", str(output)]) == 0
-    payload = json.loads(output.read_text())
-    assert payload["complete"] is True
-    required = {"model", "steps", "batch", "rule", "drafter", "window", "target_calls", "wall_seconds",
-                "baseline_wall_seconds", "speedup", "device", "commit"}  # fmt: skip
-    for record in payload["records"]:
-        assert required <= set(record)
-        assert record["speedup"] == pytest.approx(record["baseline_wall_seconds"] / record["wall_seconds"])
-    perfect = [r for r in payload["records"] if r["drafter"] == "perfect"]
-    # A perfect draft (the target itself) is always accepted: every round commits window + 1 steps.
-    assert perfect and all(r["target_calls"] == math.ceil(r["steps"] / (int(r["window"]) + 1)) for r in perfect)
-    # The adaptive policy is given the sampler's own time per round, measured once per cell (one value per cell).
-    adaptive = [r for r in payload["records"] if r["window"] == "adaptive"]
-    overheads = {r["round_overhead"] for r in adaptive}
-    assert adaptive and len(overheads) == 1 and math.isfinite(adaptive[0]["round_overhead"])
-    assert all(
-        r["round_overhead"] is None for r in payload["records"] if r["window"] == "4" and r["drafter"] != "perfect"
-    )
-    assert {curve["model"] for curve in payload["cost_curves"]} == {"digits"}
-
-
-def test_bench_host_placement_keeps_the_states_on_the_host() -> None:
-    preset = replace(bench_gpu.PRESETS["smoke"], drafters=("free-exit",), windows=("4",), perfect_windows=())
-    records = bench_gpu.run(replace(preset, placement="host"), torch.device("cpu"), seed=0, progress=False)["records"]
-    same = bench_gpu.run(preset, torch.device("cpu"), seed=0, progress=False)["records"]
-    assert [r["placement"] for r in records] == ["host", "host"] and [r["placement"] for r in same] == ["device"] * 2
-    assert [r["target_calls"] for r in records] == [r["target_calls"] for r in same]  # same seeds, same samples
-
-
-def test_bench_stops_starting_cells_after_max_seconds(tmp_path: Path) -> None:
-    output = tmp_path / "bench.json"
-    arguments = ["--preset", "smoke", "--device", "cpu", "--output", str(output), "--max-seconds", "0"]
-    assert bench_gpu.main(arguments) == 0
-    payload = json.loads(output.read_text())
-    assert payload["complete"] is False and payload["records"] == [] and payload["max_seconds"] == 0
-    assert len(payload["cost_curves"]) == 3  # measured before the first cell
-
-
 def test_dit_exactness_smoke(tmp_path: Path) -> None:
-    assert dit_exactness.main(["--smoke", "--device", "cpu", "--output", str(tmp_path / "dit.json")]) == 0
-    payload = json.loads((tmp_path / "dit.json").read_text())
-    assert payload["device"] == "cpu" and payload["all_passed"] is True
+    output, store = tmp_path / "dit.json", tmp_path / "cells"
+    arguments = ["--smoke", "--device", "cpu", "--output", str(output), "--store", str(store)]
+    assert dit_exactness.main(arguments) == 0
+    payload = json.loads(output.read_text())
+    assert payload["device"] == "cpu" and payload["all_passed"] is True and payload["passed"] is True
+    assert payload["config"]["device"] == "cpu" and payload["level"] == dit_exactness.LEVEL
+    (record,) = payload["records"]
+    rule, drafter, control, _ = dit_exactness.SMOKE.runs[0]
+    assert (record["rule"], record["drafter"], record["control"]) == (rule, drafter, control)
+    assert record["device"] == "cpu" and record["expected_rejection"] is False and not record["rejected"]
+    assert len(record["class_p_values"]) == len(dit_exactness.SMOKE.classes)
+    assert record["plain_target_calls"] == dit_exactness.SMOKE.steps >= record["target_calls"] > 0
+    # The cell is stored: a rerun reads it back and writes the same record.
+    assert len(list(store.glob("*.json"))) == 1
+    assert dit_exactness.main(arguments) == 0
+    again = json.loads(output.read_text())
+    assert again["sweep"]["resumed"] == 1 and again["records"] == payload["records"]
+
+
+def test_dit_exactness_cells_carry_the_device_and_every_run() -> None:
+    config = replace(dit_exactness.FULL, device="cuda")
+    cells = dit_exactness.cells(config)
+    assert [(c.rule, c.drafter, c.control, c.window) for c in cells] == list(config.runs)
+    assert {c.device for c in cells} == {"cuda"} and {c.permutations for c in cells} == {config.permutations}
+    # The device is left out of the seed: the same noises on every device, but separate stored cells.
+    on_cpu = make_cells(dit_exactness.EXPERIMENT, dit_exactness.FULL, root_seed=1)
+    on_gpu = make_cells(dit_exactness.EXPERIMENT, config, root_seed=1)
+    assert [c.seed for c in on_cpu] == [c.seed for c in on_gpu] and len({c.seed for c in on_cpu}) == len(cells)
+    assert not {c.key for c in on_cpu} & {c.key for c in on_gpu}
+    with pytest.raises(ValueError, match="cannot reject"):
+        replace(dit_exactness.SMOKE, permutations=99)
+
+
+def test_dit_quality_smoke_writes_the_numbers_and_the_grid(tmp_path: Path) -> None:
+    output, figure = tmp_path / "quality.json", tmp_path / "grid.png"
+    arguments = ["--smoke", "--output", str(output), "--store", str(tmp_path / "cells"), "--figure", str(figure)]
+    assert dit_quality.main(arguments) == 0
+    payload = json.loads(output.read_text())
+    smoke = dit_quality.SMOKE
+    assert payload["preset"] == "smoke" and payload["samples"] == 10 * smoke.samples_per_class
+    assert payload["config"]["num_steps"] == smoke.num_steps and payload["model"] == "digits"
+    metrics = payload["metrics"]
+    assert (
+        0.0 <= metrics["classifier_accuracy_samples"] <= 1.0
+        and len(metrics["classifier_accuracy_samples_per_class"]) == 10
+    )
+    assert metrics["classifier_accuracy_heldout_real"] > 0.9  # the classifier itself is good on real digits
+    assert metrics["nearest_train_distance_samples_mean"] > 0 and "sampling_seconds" not in metrics
+    grid = payload["grid"]
+    assert grid["columns"] == smoke.grid_columns and len(grid["images"]) == 10
+    assert all(len(row) == smoke.grid_columns and len(row[0]) == 8 for row in grid["images"])
+    assert payload["records"][0]["grid"] == grid and figure.stat().st_size > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from simulations import dit_speedup, peer_gm
+from simulations.experiment import make_cells
 from specdiff.chain import kernel_sigmas
 
 
@@ -59,26 +61,56 @@ def test_the_denoiser_is_the_posterior_mean_of_the_interpolant() -> None:
 
 def test_peer_benchmark_smoke_run_records_speedups(tmp_path: Path) -> None:
     output = tmp_path / "peer_gm.json"
-    assert peer_gm.main(["--smoke", "--output", str(output)]) == 0
+    assert peer_gm.main(["--smoke", "--output", str(output), "--store", str(tmp_path / "cells")]) == 0
     payload = json.loads(output.read_text())
     records = payload["records"]
     config = peer_gm.SMOKE
     assert len(records) == len(config.drafters) * (len(config.rules) * (len(config.windows) + 1) + 1)
+    assert {(r["drafter"], r["rule"], r["window"]) for r in records} == {
+        (c.drafter, c.rule, c.window) for c in peer_gm.cells(config)
+    }
     for record in records:
+        assert "wall_seconds" not in record and record["trajectories"] == config.trajectories
         assert record["speedup_of_mean_calls"] == pytest.approx(peer_gm.STOCHASTIC_STEPS / record["calls"])
         assert 1 <= record["rows_per_round"] <= config.adaptive_max_window + 1
         if record["rule"] in ("token", "block"):
             assert record["block_fraction"] == (1.0 if record["rule"] == "block" else 0.0)
-    assert sum(payload["sanity"]["component_shares"]) == pytest.approx(1.0)
+    sanity = payload["sanity"]
+    assert sanity["samples"] == config.sanity_samples and sum(sanity["component_shares"]) == pytest.approx(1.0)
+    assert len(sanity["spread_over_sd"]) == peer_gm.COMPONENTS
     assert [p["speedup"] for p in payload["peer"]][-1] == 2.04
+    assert payload["config"]["trajectories"] == config.trajectories and payload["passed"] is True
+    # Common random numbers: every cell has the same seed (so the same start states), and distinct keys.
+    details = payload["sweep"]["cells_detail"]
+    assert len({d["seed"] for d in details}) == 1 and len({d["key"] for d in details}) == len(records)
+
+
+def test_peer_benchmark_cells_are_independent_of_their_order() -> None:
+    cell = peer_gm.PeerCell("free-nearest", "token", "2", 4, 6)
+    first, second = peer_gm.measure(cell, seed=3), peer_gm.measure(cell, seed=3)
+    assert first == second and peer_gm.measure(cell, seed=4) != first
 
 
 def test_dit_speedup_smoke_run_records_steps_per_call(tmp_path: Path) -> None:
     output = tmp_path / "dit_speedup.json"
-    assert dit_speedup.main(["--smoke", "--output", str(output)]) == 0
-    records = json.loads(output.read_text())["records"]
-    assert len(records) == len(dit_speedup.cells(dit_speedup.SMOKE))
+    assert dit_speedup.main(["--smoke", "--output", str(output), "--store", str(tmp_path / "cells")]) == 0
+    payload = json.loads(output.read_text())
+    records = payload["records"]
+    assert len(records) == len(dit_speedup.cells(dit_speedup.SMOKE)) == payload["sweep"]["cells"]
     for record in records:
+        assert "wall_seconds" not in record and record["samples"] == dit_speedup.SMOKE.samples
         assert record["steps_per_call"] == pytest.approx(record["steps"] / record["calls"])
         assert record["target_calls"] <= record["steps"]
+        assert record["calls"] == pytest.approx(record["target_calls"] + record["draft_cost"])
     assert {r["rule"] for r in records} == {"token", "block", "adaptive"}
+    assert payload["config"]["steps"] == list(dit_speedup.SMOKE.steps)
+    # Common random numbers: the cells of one N share their seed.
+    assert len({d["seed"] for d in payload["sweep"]["cells_detail"]}) == len(dit_speedup.SMOKE.steps)
+
+
+def test_dit_speedup_cells_of_one_n_share_their_seed() -> None:
+    config = replace(dit_speedup.SMOKE, steps=(20, 50), drafters=("frozen",))
+    cells = make_cells(dit_speedup.EXPERIMENT, config, root_seed=1)
+    seeds = {steps: {c.seed for c in cells if c.parameters.steps == steps} for steps in config.steps}
+    assert all(len(group) == 1 for group in seeds.values()) and seeds[20] != seeds[50]
+    assert len({c.key for c in cells}) == len(cells)

@@ -12,18 +12,25 @@ from simulations.randomness_cost import METHODS, SMOKE, main
 
 def test_smoke_run_writes_records(tmp_path: Path) -> None:
     output = tmp_path / "randomness_cost.json"
-    assert main(["--smoke", "--output", str(output), "--seed", "3"]) == 0
+    assert main(["--smoke", "--output", str(output), "--seed", "3", "--store", str(tmp_path / "store")]) == 0
     payload = json.loads(output.read_text())
-    assert payload["script"] == "simulations.randomness_cost"
-    assert payload["preset"] == "smoke" and payload["seed"] == 3 and payload["threads"] == 1
+    assert payload["script"] == "simulations.randomness_cost" and payload["passed"]
+    assert payload["preset"] == "smoke" and payload["seed"] == 3 and payload["sweep"]["threads"] == 1
     assert isinstance(payload["commit"], str) and payload["commit"]
     assert {"processor", "torch"} <= set(payload["machine"])
-    records = payload["records"]
-    expected = {(method, dtype, batch, width) for batch, width in SMOKE.layouts for method, dtype, _ in METHODS}
-    assert {(r["method"], r["dtype"], r["batch"], r["width"]) for r in records} == expected
+    assert payload["config"]["repeats"] == SMOKE.repeats
+    # One cell per layout, holding every method (each ratio is measured within the cell).
+    layouts = payload["records"]
+    assert [(layout["batch"], layout["width"]) for layout in layouts] == list(SMOKE.layouts)
+    for layout in layouts:
+        assert [(r["method"], r["dtype"]) for r in layout["measurements"]] == [(m, d) for m, d, _ in METHODS]
+        assert {(r["batch"], r["width"]) for r in layout["measurements"]} == {(layout["batch"], layout["width"])}
+    records = payload["measurements"]
+    assert records == [record for layout in layouts for record in layout["measurements"]]
     for record in records:
         assert record["values"] == record["batch"] * record["width"]
         assert record["calls"] == max(1, SMOKE.values_per_repeat // record["values"])
+        assert record["repeats"] == SMOKE.repeats
         assert record["nanoseconds_per_value"] > 0
         assert record["nanoseconds_per_call"] == pytest.approx(record["nanoseconds_per_value"] * record["values"])
         if record["method"] == record["reference_method"]:

@@ -14,14 +14,24 @@ from specdiff.opcount import SYNC_KINDS
 @pytest.mark.slow
 def test_round_cost_smoke_writes_counts_and_targets(tmp_path: Path) -> None:
     output = tmp_path / "round_cost.json"
-    assert round_cost.main(["--smoke", "--output", str(output)]) == 0
+    assert round_cost.main(["--smoke", "--output", str(output), "--store", str(tmp_path / "store")]) == 0
     payload = json.loads(output.read_text())
-    assert payload["script"] == "simulations.round_cost" and payload["preset"] == "smoke"
-    for key in ("commit", "dirty", "machine", "date", "sizes", "chain", "compile_keyword", "sources_sha256", "table"):
+    assert payload["script"] == "simulations.round_cost" and payload["preset"] == "smoke" and payload["passed"]
+    for key in ("commit", "dirty", "machine", "date", "seconds", "chain", "compile_keyword", "sources_sha256"):
         assert key in payload
-    sizes = payload["sizes"]
+    sizes = payload["config"]
     assert sizes["steps"] == round_cost.SMOKE.steps
     assert payload["chain"]["dtype"] == "float32"
+    assert isinstance(payload["kept_freed_memory"], bool)
+    # One cell per (d, B, mode), holding plain sampling and every (window, rule) of it.
+    records = payload["records"]
+    assert payload["sweep"]["cells"] == len(records) == len(sizes["dimensions"]) * len(sizes["batches"]) * 2
+    for record in records:
+        identity = (record["dimension"], record["batch"], record["mode"])
+        assert (record["plain"]["dimension"], record["plain"]["batch"], record["plain"]["mode"]) == identity
+        assert {(row["dimension"], row["batch"], row["mode"]) for row in record["speculative"]} == {identity}
+    assert payload["plain"] == [record["plain"] for record in records]
+    assert payload["cells"] == [row for record in records for row in record["speculative"]]
 
     cells = payload["cells"]
     expected = {

@@ -15,9 +15,11 @@ from simulations import calibration, exactness, figures, speedup
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("results")
-    assert exactness.main(["--smoke", "--output", str(directory / "exactness.json")]) == 0
-    assert calibration.main(["--smoke", "--output", str(directory / "calibration.json")]) == 0
-    assert speedup.main(["--smoke", "--output", str(directory / "speedup.json")]) == 0
+    store = tmp_path_factory.mktemp("cells")
+    for script in (exactness, calibration, speedup):
+        name = script.EXPERIMENT.name
+        argv = ["--smoke", "--output", str(directory / f"{name}.json"), "--store", str(store / name)]
+        assert script.main(argv) == 0
     return directory
 
 
@@ -28,13 +30,16 @@ def _load(directory: Path, name: str) -> dict[str, Any]:
 @pytest.mark.slow
 def test_exactness_smoke_passes_and_rejects_its_control(smoke_results: Path) -> None:
     payload = _load(smoke_results, "exactness.json")
-    assert payload["all_passed"] and payload["level"] == exactness.LEVEL
+    assert payload["passed"] and payload["all_passed"] and payload["level"] == exactness.LEVEL
+    assert payload["config"]["samples"] == exactness.SMOKE.samples
+    assert payload["sweep"]["cells"] == len(exactness.cells(exactness.SMOKE)) and payload["sweep"]["failed"] == 0
     records = payload["records"]
     controls = [r for r in records if r["family"] == "control"]
     assert controls and all(r["rejected"] for r in controls)
     assert all(not r["rejected"] for r in records if r["family"] != "control")
     assert {r["rule"] for r in records} == {"token-reflection", "token-residual", "block"}
     assert isinstance(payload["commit"], str)
+    assert all("seconds" not in r for r in records)
 
 
 @pytest.mark.slow
@@ -42,7 +47,7 @@ def test_a_rejected_exact_configuration_is_rechecked_with_more_samples(monkeypat
     # With a level above 1 every check rejects: each exact configuration is rechecked (and fails again), each
     # control passes at the first stage and is not rechecked.
     monkeypatch.setattr(exactness, "LEVEL", 1.5)
-    checks = exactness.run(exactness.SMOKE, seed=3, progress=False)
+    checks = [exactness.run_check(cell, 3 + index) for index, cell in enumerate(exactness.cells(exactness.SMOKE))]
     exact = [check for check in checks if check.family != "control"]
     assert exact and all(check.rejected and not check.passed for check in exact)
     for check in exact:
@@ -55,7 +60,15 @@ def test_a_rejected_exact_configuration_is_rechecked_with_more_samples(monkeypat
 
 
 def test_calibration_smoke_matches_theory_and_rejects_controls(smoke_results: Path) -> None:
-    for record in _load(smoke_results, "calibration.json")["records"]:
+    payload = _load(smoke_results, "calibration.json")
+    assert payload["passed"] and payload["all_passed"]
+    assert payload["level"] == calibration.LEVEL and payload["z_level"] == calibration.Z_LEVEL
+    assert payload["config"]["window"] == calibration.SMOKE.window
+    records = payload["records"]
+    assert len(records) == len(calibration.cells(calibration.SMOKE))
+    assert {r["control"] for r in records} == {None, "scaled-delta", "first-failure"}
+    for record in records:
+        assert record["rejected"] == record["expected_rejection"]
         if record["control"] is None:
             assert abs(record["z"]) <= calibration.Z_LEVEL
             assert record["positions"] and record["positions"][0]["position"] == 1
@@ -74,7 +87,16 @@ def test_speedup_smoke_records_and_summary(smoke_results: Path) -> None:
         # Every round commits at least one step: never more target calls than plain sampling.
         assert record["target_calls"] <= record["steps"]
         assert record["steps_per_call"] == pytest.approx(record["steps"] / record["calls"])
-    assert payload["summary"]["gains"] and payload["summary"]["adaptive"]
+        assert "wall_seconds" not in record
+    assert payload["passed"] and payload["config"]["samples"] == config.samples
+    summary = payload["summary"]
+    # One gain per (N, d, drafter, window), adaptive included; one comparison per adaptive-window record.
+    groups = len(config.steps) * len(config.dimensions) * len(config.drafters)
+    assert len(summary["gains"]) == groups * (len(config.windows) + 1)
+    assert len(summary["adaptive"]) == sum(r["window"] == "adaptive" for r in payload["records"])
+    for gain in summary["gains"]:
+        assert gain["measured_gain"] == pytest.approx(gain["block_steps_per_call"] / gain["token_steps_per_call"])
+        assert gain["stderr"] >= 0
 
 
 @pytest.mark.slow

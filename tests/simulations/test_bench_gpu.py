@@ -1,0 +1,90 @@
+"""The wall-clock benchmark (``simulations.bench_gpu``) as an experiment: its cells, its smoke run on the CPU, the
+time budget and the store. No timing assertions: only the structure and the counts of the records."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from simulations import bench_gpu
+from specdiff.models.dit import DIT_PRESETS
+
+
+def test_cells_put_the_cost_curves_first_and_the_curve_only_where_a_cell_needs_it() -> None:
+    config = replace(bench_gpu.CPU, device="cpu")
+    cells = bench_gpu.cells(config)
+    curves = [cell for cell in cells if isinstance(cell, bench_gpu.CostCurveCell)]
+    sampling = [cell for cell in cells if isinstance(cell, bench_gpu.SamplingCell)]
+    assert cells == [*curves, *sampling] and len(set(cells)) == len(cells)
+    depth, large = DIT_PRESETS["digits"].depth, DIT_PRESETS["S/2"].depth
+    assert [(c.model, c.blocks) for c in curves] == [("digits", depth), ("digits", 1), ("digits", 2), ("S/2", large),
+                                                     ("S/2", large // 4)]  # fmt: skip
+    per_case = 2 * len(config.drafters) * len(config.windows) + len(config.perfect_windows)
+    assert len(sampling) == len(config.steps) * len(config.batches) * per_case
+    # the priority order of the presets: batch outer, N inner
+    assert [(c.batch, c.steps) for c in sampling[::per_case]] == [(1, 50), (1, 200), (8, 50), (8, 200)]
+    for cell in sampling:
+        needs_curve = cell.window == "adaptive" or cell.drafter == "perfect"
+        assert cell.cost_batches == (config.cost_batches if needs_curve else ())
+        assert cell.device == "cpu" and cell.placement == "device" and not cell.compiled
+    assert {cell.device for cell in bench_gpu.cells(bench_gpu.SMOKE)} == {bench_gpu.default_device()}
+    assert bench_gpu.PRESETS["gpu"] == bench_gpu.PRESETS["full"]
+
+
+@pytest.mark.slow
+def test_smoke_writes_flat_records_and_resumes_from_the_store(tmp_path: Path) -> None:
+    output, store = tmp_path / "bench.json", tmp_path / "store"
+    arguments = ["--smoke", "--device", "cpu", "--output", str(output), "--store", str(store)]
+    assert bench_gpu.main(arguments) == 0
+    payload = json.loads(output.read_text())
+    assert payload["complete"] is True and payload["passed"] is True and payload["preset"] == "smoke"
+    assert payload["config"]["device"] == "cpu" and payload["sweep"]["not_run"] == 0
+    curves = [r for r in payload["records"] if r["kind"] == "cost-curve"]
+    records = [r for r in payload["records"] if r["kind"] == "speedup"]
+    assert len(curves) + len(records) == len(payload["records"]) == payload["sweep"]["cells"]
+    assert {(c["model"], c["blocks"]) for c in curves} == {("digits", 4), ("digits", 1), ("digits", 2)}
+    assert all(c["batches"] == list(bench_gpu.SMOKE.cost_batches) and len(c["seconds"]) == 4 for c in curves)
+    required = {"model", "steps", "batch", "rule", "drafter", "window", "target_calls", "wall_seconds",
+                "baseline_wall_seconds", "speedup", "call_ratio", "device", "placement", "compiled"}  # fmt: skip
+    for record in records:
+        assert required <= set(record) and record["device"] == "cpu" and record["placement"] == "device"
+        assert record["speedup"] == pytest.approx(record["baseline_wall_seconds"] / record["wall_seconds"])
+        assert record["call_ratio"] == pytest.approx(record["steps"] / record["target_calls"])
+    smoke = bench_gpu.SMOKE
+    assert len(records) == 2 * len(smoke.drafters) * len(smoke.windows) + len(smoke.perfect_windows)
+    perfect = [r for r in records if r["drafter"] == "perfect"]
+    # A perfect draft (the target itself) is always accepted: every round commits window + 1 steps.
+    assert perfect and all(r["target_calls"] == math.ceil(r["steps"] / (int(r["window"]) + 1)) for r in perfect)
+    assert all(r["efficiency"] == pytest.approx(r["speedup_without_draft"] / r["ideal_speedup"]) for r in perfect)
+    # Each adaptive cell measures the sampler's own time per round itself; fixed windows need none.
+    adaptive = [r for r in records if r["window"] == "adaptive"]
+    assert len(adaptive) == 2 * len(smoke.drafters)
+    assert all(math.isfinite(r["round_overhead"]) and r["round_overhead"] >= 0 for r in adaptive)
+    assert all(r["round_overhead"] is None for r in records if r["window"] == "4" and r["drafter"] != "perfect")
+    # A rerun reads every cell from the store and writes the same records.
+    assert bench_gpu.main(arguments) == 0
+    again = json.loads(output.read_text())
+    assert again["sweep"]["resumed"] == payload["sweep"]["cells"] and again["records"] == payload["records"]
+
+
+def test_no_cell_starts_after_max_seconds(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    arguments = ["--smoke", "--device", "cpu", "--output", str(output), "--store", str(tmp_path / "store")]
+    assert bench_gpu.main([*arguments, "--max-seconds", "1e-9"]) == 0
+    payload = json.loads(output.read_text())
+    assert payload["complete"] is False and payload["records"] == []
+    assert payload["sweep"]["not_run"] == payload["sweep"]["cells"] == len(bench_gpu.cells(bench_gpu.SMOKE))
+    assert payload["sweep"]["max_seconds"] == 1e-9
+
+
+def test_host_placement_keeps_the_states_on_the_host() -> None:
+    config = replace(bench_gpu.SMOKE, drafters=("free-exit",), windows=("4",), perfect_windows=())
+    host = bench_gpu.run(replace(config, placement="host"), "cpu", seed=0, progress=False)
+    same = bench_gpu.run(config, "cpu", seed=0, progress=False)
+    assert [r["placement"] for r in host["records"]] == ["host"] * 2 and host["complete"] is True
+    assert [r["placement"] for r in same["records"]] == ["device"] * 2 and len(same["cost_curves"]) == 3
+    assert [r["target_calls"] for r in host["records"]] == [r["target_calls"] for r in same["records"]]
