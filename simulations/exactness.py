@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from simulations.cells import derived_seed
 from simulations.common import (
     DRAFTER_NAMES,
     KERNEL_NAMES,
@@ -45,7 +46,7 @@ from simulations.common import (
     mixture_problem,
 )
 from simulations.controls import CONTROLS, rule_with_control
-from simulations.experiment import Experiment, Summary, derived_seed
+from simulations.experiment import Experiment, Summary
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
 from specdiff.models.gmm import gaussian_chain_marginals, perturbed

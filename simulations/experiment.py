@@ -37,9 +37,7 @@ next run); the sweep runs the other cells, lists the failures at the end and exi
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -53,13 +51,14 @@ from typing import IO, Any, Generic, TypeVar
 
 import numpy as np
 
+from simulations.cells import cell_key, cell_seed, code_version, jsonable
 from simulations.provenance import REPOSITORY_ROOT, git_commit, git_dirty, machine
 
 ConfigT = TypeVar("ConfigT")
 ParametersT = TypeVar("ParametersT")
 
-#: The code every experiment's records depend on besides its own list: this framework derives the seeds.
-FRAMEWORK_CODE = ("simulations/experiment.py",)
+#: The code every experiment's records depend on besides its own list: the seeds' derivation.
+FRAMEWORK_CODE = ("simulations/cells.py",)
 RESULTS = REPOSITORY_ROOT / "results"
 
 
@@ -159,50 +158,6 @@ class Cell(Generic[ParametersT]):
     seed: int
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON data: dataclasses as mappings, tensors and arrays as lists, tuples as lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {item.name: jsonable(getattr(value, item.name)) for item in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    if isinstance(value, (str, bool, int)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "tolist"):  # a torch tensor, without importing torch here
-        return jsonable(value.tolist())
-    raise TypeError(f"cannot write {type(value).__name__} as JSON: {value!r}")
-
-
-def _digest(document: Any) -> str:
-    text = json.dumps(jsonable(document), sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def code_version(paths: Sequence[str], root: Path = REPOSITORY_ROOT) -> str:
-    """SHA-256 of the contents of ``paths`` (relative to ``root``), in order; a missing file counts as empty."""
-    digest = hashlib.sha256()
-    for path in paths:
-        file = root / path
-        digest.update(path.encode() + b"\0")
-        digest.update(file.read_bytes() if file.is_file() else b"")
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def cell_seed(module: str, parameters: Any, root_seed: int, shared_seed_fields: Sequence[str] = ()) -> int:
-    """The seed of a cell: the first 63 bits of the SHA-256 of its identity (module, parameters but their
-    ``shared_seed_fields``, root seed)."""
-    identity = {name: value for name, value in jsonable(parameters).items() if name not in shared_seed_fields}
-    return int(_digest({"module": module, "parameters": identity, "seed": root_seed})[:16], 16) >> 1
-
-
 def make_cells(experiment: Experiment[Any, ParametersT], config: Any, root_seed: int) -> list[Cell[ParametersT]]:
     """The cells of ``config``, each with its key and seed.
 
@@ -217,8 +172,7 @@ def make_cells(experiment: Experiment[Any, ParametersT], config: Any, root_seed:
         if not _is_frozen_dataclass(parameters):
             raise TypeError(f"{experiment.module}: cell parameters must be a frozen dataclass, got {parameters!r}")
         seed = cell_seed(experiment.module, parameters, root_seed, experiment.shared_seed_fields)
-        key = _digest({"module": experiment.module, "parameters": parameters, "seed": root_seed, "code": version})
-        cells.append(Cell(parameters, key[:32], seed))
+        cells.append(Cell(parameters, cell_key(experiment.module, parameters, root_seed, version), seed))
     keys = [cell.key for cell in cells]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{experiment.module}: two cells have the same parameters")
@@ -228,11 +182,6 @@ def make_cells(experiment: Experiment[Any, ParametersT], config: Any, root_seed:
 def _is_frozen_dataclass(value: object) -> bool:
     parameters = getattr(value, "__dataclass_params__", None)
     return not isinstance(value, type) and parameters is not None and bool(parameters.frozen)
-
-
-def derived_seed(seed: int, purpose: str) -> int:
-    """An independent seed for one ``purpose`` inside a cell (e.g. ``"recheck"``): a hash of both, 63 bits."""
-    return int(_digest({"seed": seed, "purpose": purpose})[:16], 16) >> 1
 
 
 # --- Running one cell --------------------------------------------------------------------------------------------
@@ -369,7 +318,7 @@ class Progress:
             self._write("\r\033[K" + self.line() + ("\n" if self.done == self.total else ""))
         elif force or now - self.last >= self.every:
             self._write(self.line() + "\n")
-        self.last = now
+            self.last = now
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
@@ -666,15 +615,3 @@ def main(experiment: Experiment[Any, Any], argv: Sequence[str] | None = None) ->
         f"{'passed' if document['passed'] else 'FAILED'}; wrote {arguments.output}"
     )
     return 0 if document["passed"] else 1
-
-
-def encode_array(array: np.ndarray) -> dict[str, Any]:
-    """A float64 array as JSON, bit for bit: its shape and its little-endian bytes in base64."""
-    data = np.ascontiguousarray(array, dtype="<f8")
-    return {"shape": list(data.shape), "float64_base64": base64.b64encode(data.tobytes()).decode()}
-
-
-def decode_array(document: Mapping[str, Any]) -> np.ndarray:
-    """The inverse of :func:`encode_array`."""
-    data = np.frombuffer(base64.b64decode(document["float64_base64"]), dtype="<f8")
-    return data.reshape(document["shape"]).copy()

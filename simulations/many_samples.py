@@ -28,17 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from simulations.cells import decode_array, derived_seed, encode_array
 from simulations.common import gaussian_problem, make_drafter, make_kernel
 from simulations.controls import CONTROLS, rule_with_control
 from simulations.exactness import closed_form_pvalue
-from simulations.experiment import (
-    Experiment,
-    Summary,
-    decode_array,
-    derived_seed,
-    encode_array,
-    local_device,
-)
+from simulations.experiment import Experiment, Summary, local_device
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
 from specdiff.policies import AdaptiveWindow
@@ -131,7 +125,7 @@ def sample_generators(job_seed: int, first: int, count: int, purpose: str) -> li
 
 
 def run_shard(shard: Shard, seed: int) -> dict[str, Any]:
-    """The shard's samples (bit for bit, as :func:`simulations.experiment.encode_array`) and its target calls."""
+    """The shard's samples (bit for bit, as :func:`simulations.cells.encode_array`) and its target calls."""
     problem, kernel = gaussian_problem(shard.dimension), make_kernel(shard.kernel, shard.steps)
     device = local_device(shard.device)
     noise = torch.stack(

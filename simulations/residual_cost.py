@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from simulations.experiment import Experiment, Summary, derived_seed
+from simulations.cells import derived_seed
+from simulations.experiment import Experiment, Summary
 from simulations.experiment import main as experiment_main
 from specdiff.residual import (
     residual_rejection_acceptance_rate,

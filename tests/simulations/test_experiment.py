@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from simulations import exactness
+from simulations import cells, exactness
 from simulations import experiment as framework
 from simulations.experiment import Engine, Outcome, Store, make_cells, sweep
 from simulations.provenance import REPOSITORY_ROOT
@@ -58,10 +58,10 @@ def test_a_change_to_the_measured_code_changes_the_keys_but_not_the_seeds(monkey
 
 def test_code_version_hashes_the_contents_of_the_paths(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("x = 1\n")
-    first = framework.code_version(["a.py", "missing.py"], root=tmp_path)
-    assert framework.code_version(["a.py", "missing.py"], root=tmp_path) == first
+    first = cells.code_version(["a.py", "missing.py"], root=tmp_path)
+    assert cells.code_version(["a.py", "missing.py"], root=tmp_path) == first
     (tmp_path / "a.py").write_text("x = 2\n")
-    assert framework.code_version(["a.py", "missing.py"], root=tmp_path) != first
+    assert cells.code_version(["a.py", "missing.py"], root=tmp_path) != first
 
 
 def test_the_measured_code_of_every_experiment_exists() -> None:
@@ -86,8 +86,8 @@ def test_arrays_travel_through_json_bit_for_bit() -> None:
     import numpy as np
 
     array = np.random.default_rng(0).standard_normal((3, 4)) * 1e-300
-    document = json.loads(json.dumps(framework.encode_array(array)))
-    assert np.array_equal(framework.decode_array(document), array)
+    document = json.loads(json.dumps(cells.encode_array(array)))
+    assert np.array_equal(cells.decode_array(document), array)
 
 
 # --- The store, resuming and failures ----------------------------------------------------------------------------
@@ -145,6 +145,15 @@ def test_the_progress_line_counts_cells_rate_and_time_left() -> None:
     line = progress.line()
     assert line.startswith("[toy] 2/4 cells, 1 from the store, ") and "cells/s" in line and "left" in line
     assert stream.getvalue().count("\n") >= 2
+
+
+def test_the_progress_line_is_printed_every_period_while_cells_finish_faster() -> None:
+    stream = io.StringIO()  # not a terminal: a line every `every` seconds
+    progress = framework.Progress("toy", total=100, resumed=0, stream=stream, every=0.2)
+    for _ in range(12):
+        time.sleep(0.05)
+        progress.advance()
+    assert 2 <= stream.getvalue().count("\n") <= 5  # the first line, then one per 0.2 s of the 0.6 s
 
 
 def test_the_command_line_refuses_conflicting_or_unsafe_options(tmp_path: Path) -> None:
