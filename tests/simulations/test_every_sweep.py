@@ -64,9 +64,10 @@ def test_a_sweep_gives_identical_records_serially_on_two_workers_and_resumed(
     on_cluster = sweep(experiment, cells, Engine(scheduler=scheduler), None, progress=quiet)
     assert {outcome.worker for outcome in on_cluster.outcomes} <= {"0", "1"}
     assert on_cluster.records == serial.records
-    # An interrupted sweep (the first cells stored, the others not) resumed: the stored cells are read back.
-    store = Store(tmp_path / "interrupted")
+    # An interrupted sweep (the cells after the first half never stored) resumed: the stored cells are read back.
+    store = Store(tmp_path / "serial")
     stopped = len(cells) // 2
-    sweep(experiment, cells[:stopped], Engine(), store, progress=quiet)
+    for cell in cells[stopped:]:
+        store.path(cell.key).unlink()
     resumed = sweep(experiment, cells, Engine(), store, progress=quiet)
     assert resumed.resumed == stopped and resumed.records == serial.records
