@@ -1094,6 +1094,22 @@ def headline_table(results: Path, stale: Mapping[str, str]) -> str:
                 "dit_exactness.json",
             ]
         )
+    many = _load(results, "many_samples.json")
+    if many is not None:
+        exact = next(job for job in many["jobs"] if job["control"] is None)
+        controls = [job for job in many["jobs"] if job["control"] is not None]
+        rows.append(
+            [
+                "exactness at large n (sharded by sample key)",
+                f"{exact['samples']} samples in d = {many['config']['dimension']}: "
+                f"{'kept' if not exact['rejected'] else 'rejected'} at p = {exact['p_value']:.2g}; "
+                + ", ".join(
+                    f"{job['control']} rejected at p = {job['p_value']:.1g}" for job in controls if job["rejected"]
+                )
+                + f"; engine: {many['sweep']['engine']}",
+                "many_samples.json",
+            ]
+        )
     demo = _load(results / "demo", "demo.json")
     if demo is not None:
         rows.append(
