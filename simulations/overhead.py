@@ -29,8 +29,6 @@ the records, and ``measurements`` (every sampler of every repeat), ``profiles``,
 from __future__ import annotations
 
 import cProfile
-import ctypes
-import ctypes.util
 import pstats
 import sys
 import time
@@ -42,7 +40,7 @@ from typing import Any
 import torch
 
 from simulations.common import initial_noise, make_kernel, mixture_problem
-from simulations.experiment import Experiment, Summary
+from simulations.experiment import Experiment, Summary, keep_freed_memory
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
 from specdiff.drafters import FreeDrafter
@@ -151,24 +149,6 @@ PARTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("verification", (("verify.py", "verify"),)),
     ("window policy", (("policies.py", "windows"), ("policies.py", "observe"))),
 )
-
-#: glibc ``mallopt`` parameters: keep up to 1 GiB of freed memory instead of unmapping it.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _KEEP_BYTES = -1, -3, 1 << 30
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory (no mmap / trim churn); False where there is no glibc ``mallopt``.
-
-    It sets a property of the process: call it in the process that measures (each cell does).
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
 
 
 def window_policy(sampler: str) -> WindowPolicy | None:

@@ -58,9 +58,8 @@ from typing import Any
 import torch
 
 import specdiff
-from simulations.experiment import Experiment, Summary
+from simulations.experiment import Experiment, Summary, keep_freed_memory
 from simulations.experiment import main as experiment_main
-from simulations.overhead import keep_freed_memory
 from simulations.provenance import SAMPLER_CODE
 from specdiff.opcount import OpCounter, OpCounts, SimulatedDevice
 from specdiff.sampler import plain_chain, speculative_chain
