@@ -5,6 +5,8 @@
 # EXACTNESS_SECONDS, 0 to skip; it prints each check as it finishes). Every finished cell is also stored under
 # OUTPUT_DIR/cells, so the cells of a run cut short come back.
 # Usage: bash simulations/gpu_checks.sh OUTPUT_DIR [BENCH_SECONDS=330] [EXACTNESS_SECONDS=150] [PRESET...=gpu]
+# With SD_SECONDS > 0 in the environment, the Stable-Diffusion-sized benchmark (simulations.bench_sd_gpu) runs last,
+# starting no new cell after SD_SECONDS.
 # Without git on the machine, or with a stale copy of it, set SPECDIFF_COMMIT to the commit the tree was copied from.
 set -uo pipefail
 out=${1:?usage: gpu_checks.sh OUTPUT_DIR [BENCH_SECONDS] [EXACTNESS_SECONDS] [PRESET...]}
@@ -36,5 +38,10 @@ if [ "$exactness_seconds" -gt 0 ]; then
     timeout $((exactness_seconds + 120)) python3 -m simulations.dit_exactness --device cuda --verbose \
         --max-seconds "$exactness_seconds" --store "$out/cells/dit_exactness" --output "$out/dit_exactness.json" 2>&1 \
         | tee "$out/dit_exactness.log"
+fi
+sd_seconds=${SD_SECONDS:-0}
+if [ "$sd_seconds" -gt 0 ]; then
+    timeout $((sd_seconds + 120)) python3 -m simulations.bench_sd_gpu --verbose --max-seconds "$sd_seconds" \
+        --output "$out/bench_sd_gpu.json" --store "$out/cells/bench_sd_gpu" 2>&1 | tee "$out/bench_sd_gpu.log"
 fi
 exit 0
