@@ -21,9 +21,9 @@ What it measures, per network of the preset, each measurement one cell of the ex
 4. **Trained model** (``kind: "speedup"``): plain against speculative Stable Diffusion
    (:func:`specdiff.integrations.diffusers.speculative_stable_diffusion`, its default Free Drafter, the rules of
    ``trained_rules`` and the windows of ``trained_windows``) of a *trained* ``StableDiffusionPipeline`` saved in
-   the folder ``trained_weights`` (``--trained-weights FOLDER``). There is no trained Stable Diffusion-architecture
-   model yet: while the folder holds no pipeline this part is one cell whose record has ``kind: "skipped"`` and a
-   note saying so (the trained digits DiT's wall-clock speedups are ``simulations.bench_gpu``'s).
+   the folder ``trained_weights`` (``--trained-weights FOLDER``; default the shipped digits model of
+   ``specdiff.integrations.digits``, prompted ``TRAINED_PROMPT`` with guidance ``GUIDANCE["trained"]``). A folder
+   that holds no saved pipeline makes this part one cell whose record has ``kind: "skipped"`` and a note saying so.
 
 **What depends on the weights.** The networks of parts 1-3 have random weights (from ``weights_seed``): their
 numbers do not depend on the weights. The cost of a call, the sampler's overhead and the perfect drafter's
@@ -104,15 +104,17 @@ DEFAULT_SEED = 0
 OVERHEAD_TARGET = 0.03
 #: No cell starts after this many seconds unless ``--max-seconds`` says otherwise (the run stays under 8 minutes).
 DEFAULT_MAX_SECONDS = 390.0
-#: Where a trained Stable Diffusion-architecture pipeline would be saved (``save_pretrained``), from the root.
-TRAINED_WEIGHTS = "specdiff/models/weights/stable_diffusion_small"
+#: The trained Stable Diffusion-architecture pipeline (``save_pretrained`` layout), from the root: the digits model.
+TRAINED_WEIGHTS = "specdiff/models/weights/sd_digits"
+#: The trained model's prompt (the digits model's prompts are "a handwritten <digit>").
+TRAINED_PROMPT = "a handwritten seven"
 #: The prompt of every Stable Diffusion run (random weights: its content does not matter, its 77 tokens do).
 PROMPT = "a photograph of an astronaut riding a horse"
 #: Stable Diffusion's training schedule.
 SD_SCHEDULE: dict[str, Any] = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 PRECISIONS: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-#: Guidance scale of each family: Stable Diffusion's and DiTPipeline's defaults.
-GUIDANCE = {"unet": 7.5, "dit": 4.0}
+#: Guidance scale of each family: Stable Diffusion's and DiTPipeline's defaults, and the trained digits model's.
+GUIDANCE = {"unet": 7.5, "dit": 4.0, "trained": 2.0}
 #: The network family of each model name.
 FAMILIES = {"sd-1.5": "unet", "tiny-sd": "unet", "dit-xl-2": "dit", "tiny-dit": "dit"}
 #: Record kinds whose numbers do not depend on the weights, and those that do.
@@ -730,22 +732,22 @@ def run_trained(cell: TrainedCell, seed: int) -> dict[str, Any]:
     pipe = trained_pipeline(cell.weights, cell.fingerprint, cell.precision, cell.device)
     device = torch.device(cell.device)
     rule: Rule = "block" if cell.rule == "block" else "token-reflection"
-    guidance = GUIDANCE["unet"]
+    guidance = GUIDANCE["trained"]
 
     def generators(offset: int) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(seed + offset + i) for i in range(cell.batch)]
 
     def plain(steps: int, offset: int) -> Any:
         return plain_stable_diffusion(
-            pipe, PROMPT, num_images_per_prompt=cell.batch, num_inference_steps=steps, guidance_scale=guidance,
-            generator=generators(offset), output_type="latent",
+            pipe, TRAINED_PROMPT, num_images_per_prompt=cell.batch, num_inference_steps=steps,
+            guidance_scale=guidance, generator=generators(offset), output_type="latent",
         )  # fmt: skip
 
     def speculative(steps: int, offset: int) -> Any:
         return speculative_stable_diffusion(
-            pipe, PROMPT, num_images_per_prompt=cell.batch, num_inference_steps=steps, guidance_scale=guidance,
-            drafter=FreeDrafter(), window=_trained_policy(cell.window), rule=rule, generator=generators(offset),
-            output_type="latent",
+            pipe, TRAINED_PROMPT, num_images_per_prompt=cell.batch, num_inference_steps=steps,
+            guidance_scale=guidance, drafter=FreeDrafter(), window=_trained_policy(cell.window), rule=rule,
+            generator=generators(offset), output_type="latent",
         )  # fmt: skip
 
     with torch.no_grad():

@@ -29,6 +29,8 @@ unchanged figure does not change the file). Inputs are paths under the results f
 
 - ``dit_digits_samples``, from ``dit_quality.json``: the shipped DiT's samples, one row per class (the images the
   quality run stored).
+- ``sd_digits_samples``, from ``sd_digits.json``: the Stable-Diffusion-architecture digits model's plain samples,
+  one row per prompt (the images its quality cell stored).
 
 A figure whose inputs are missing is skipped and reported on stderr. Run
 ``python -m simulations.figures [--results DIR] [--output DIR]``.
@@ -752,6 +754,18 @@ def gpu_speedup_figure(benches: Mapping[str, Payload], output_stem: Path) -> lis
 # demo_samples (demo/demo.json, demo/demo_digits.png)
 
 
+def sd_digits_figure(sd_digits: Payload, output_stem: Path) -> list[Path]:
+    """The trained Stable-Diffusion-architecture digits model's plain samples, one row per prompt."""
+    quality = next(record for record in sd_digits["records"] if record["kind"] == "quality")
+    figure = grid_figure(quality["grid"])
+    figure.suptitle(
+        f"SD-architecture digits model: plain samples, {quality['steps']} DDPM steps, guidance "
+        f"{quality['guidance_scale']:g} (one row per prompt)",
+        fontsize=7,
+    )
+    return _save(figure, output_stem)
+
+
 def demo_samples_figure(demo: Payload, image: np.ndarray, output_stem: Path) -> list[Path]:
     """The demo's digits (plain and speculative), drawn at their own resolution, with the run's numbers."""
     inked = np.flatnonzero((np.asarray(image)[..., :3] < 0.98).any(axis=(1, 2)))  # rows that are not blank
@@ -799,6 +813,7 @@ HOW_TO_MAKE = {
     "gpu/bench_gpu.json": "python -m simulations.bench_gpu --preset gpu --output results/gpu/bench_gpu.json (on a GPU)",
     "demo/demo.json": "specdiff demo --output-dir results/demo",
     "dit_quality.json": "python -m simulations.dit_quality",
+    "sd_digits.json": "python -m simulations.sd_digits",
     "demo/demo_digits.png": "specdiff demo --output-dir results/demo",
 }
 
@@ -824,6 +839,7 @@ FIGURE_SPECS: tuple[FigureSpec, ...] = (
     FigureSpec(
         "dit_digits_samples", ("dit_quality.json",), lambda p, s: _save(grid_figure(p["dit_quality.json"]["grid"]), s)
     ),
+    FigureSpec("sd_digits_samples", ("sd_digits.json",), lambda p, s: sd_digits_figure(p["sd_digits.json"], s)),
     FigureSpec(
         "demo_samples",
         ("demo/demo.json", "demo/demo_digits.png"),

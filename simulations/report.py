@@ -32,9 +32,11 @@ from simulations import (
     randomness_cost,
     residual_cost,
     round_cost,
+    sd_digits,
     speedup,
     sweep_cost,
     theory_accuracy,
+    train_sd_digits,
 )
 from simulations.bench_gpu import EXPERIMENT as BENCH_EXPERIMENT
 from simulations.bench_gpu import bench_view
@@ -698,6 +700,88 @@ def dit_table(results: Path) -> str:
     return "\n\n".join(parts) if parts else "_Run `specdiff demo` and `python -m simulations.dit_quality`._"
 
 
+def _sd_check_row(record: dict[str, Any]) -> list[str]:
+    window = "adaptive" if record["window"] is None else str(record["window"])
+    verdict = "as expected" if record["rejected"] == record["expected_rejection"] else "**not as expected**"
+    return [
+        record["rule"],
+        record["drafter"],
+        window,
+        str(record["steps"]),
+        record["control"] or "-",
+        f"{record['plain_target_calls']} → {record['target_calls']} ({record['call_ratio']:.2f}x)",
+        f"{record['measured_steps_per_round']:.2f} / {record['predicted_steps_per_round']:.2f} "
+        f"(z = {record['calibration_z']:+.2f})",
+        f"{record['p_value']:.3g} {'rejected' if record['rejected'] else 'kept'}, {verdict}",
+        f"{100 * record['classifier_accuracy_speculative']:.0f}% / {100 * record['classifier_accuracy_plain']:.0f}%",
+        f"{record['plain_wall_seconds']:.0f} → {record['speculative_wall_seconds']:.0f}",
+    ]
+
+
+def sd_digits_table(results: Path) -> str:
+    parts = []
+    training = _load(results, "train_sd_digits.json")
+    if training is not None:
+        (record,) = training["records"]
+        parts.append(
+            f"Training ({_provenance(training, 'python -m simulations.train_sd_digits')}): a "
+            f"{record['unet_parameters'] / 1e6:.2f}M-parameter UNet, {record['training']['iterations']} iterations of "
+            f"{record['training']['batch_size']} images in {record['training']['wall_seconds'] / 60:.1f} min on "
+            f"{training['machine']['cpus']} CPU cores (one torch thread), final loss "
+            f"{record['training']['final_loss']:.4f}; the text encoder ({record['text_encoder_parameters']} "
+            "parameters) is random and frozen."
+        )
+    payload = _load(results, "sd_digits.json")
+    if payload is None:
+        return "\n\n".join(parts) or "_Run `python -m simulations.sd_digits`._"
+    records = payload["records"]
+    quality = next((r for r in records if r["kind"] == "quality"), None)
+    if quality is not None:
+        parts.append(
+            f"Quality ({_provenance(payload, 'python -m simulations.sd_digits')}): "
+            f"{len(quality['classes']) * quality['samples_per_class']} plain samples, {quality['steps']} DDPM steps, "
+            f"guidance {quality['guidance_scale']:g}: the digit classifier of the DiT's quality check labels "
+            f"{100 * quality['classifier_accuracy_samples']:.1f}% of them as their prompt's digit "
+            f"({100 * quality['classifier_accuracy_heldout_real']:.1f}% on held-out real digits); mean distance to "
+            f"the nearest training image {quality['nearest_train_distance_samples_mean']:.2f} against "
+            f"{quality['nearest_train_distance_heldout_real_mean']:.2f} for held-out real digits. Samples: "
+            "`docs/figures/sd_digits_samples.png`."
+        )
+    checks = [r for r in records if r["kind"] == "check"]
+    if checks:
+        header = [
+            "rule", "drafter", "window", "N", "control", "target calls", "steps / round measured / predicted",
+            "exactness p (Bonferroni over prompts)", "classifier: speculative / plain", "CPU seconds",
+        ]  # fmt: skip
+        parts.append(
+            f"Speculative against plain samples of every prompt ({checks[0]['samples_per_class']} per prompt and "
+            f"arm, guidance {checks[0]['guidance_scale']:g}), judged at {payload['level']:g}; the calibration z is "
+            f"the martingale z-score of the measured acceptance against the theory for the logged gaps:\n\n"
+            + _table(header, [_sd_check_row(r) for r in checks])
+        )
+        first = {}
+        for record in checks:
+            rows = record["calibration_positions"]
+            if record["control"] is None and record["window"] is not None and rows:
+                first[(record["rule"], record["drafter"])] = rows[0]
+        if first:
+            parts.append(
+                "Acceptance at the first drafted position, measured (predicted): "
+                + "; ".join(
+                    f"{rule}, {drafter}: {row['measured']:.3f} ({row['predicted']:.3f})"
+                    for (rule, drafter), row in first.items()
+                )
+                + "."
+            )
+    costs = [r for r in records if r["kind"] == "draft-cost"]
+    if costs:
+        parts.append(
+            "The cached-feature drafter's cost, measured on the CPU (one shallow forward over one full forward of the "
+            "guided UNet): " + ", ".join(f"{r['ratio']:.2f} of a call at {r['batch']} image(s)" for r in costs) + "."
+        )
+    return "\n\n".join(parts)
+
+
 def gpu_table(results: Path) -> str:
     runs = {name: run for name in GPU_BENCHES if (run := _load(results / "gpu", name)) is not None}
     if runs:
@@ -886,6 +970,19 @@ SECTIONS = (
             "demo/demo.json": DEMO_CODE,
             "dit_exactness.json": dit_exactness.EXPERIMENT.measured_code,
             "gpu/dit_exactness.json": dit_exactness.EXPERIMENT.measured_code,
+        },
+    ),
+    Section(
+        "sd_digits",
+        "Stable Diffusion: a trained digits model",
+        "A Stable-Diffusion-architecture model trained here (`specdiff.integrations.digits`: a UNet2DConditionModel "
+        'with cross-attention on a frozen CLIP text encoder, pixel space, prompts "a handwritten seven"), sampled '
+        "through `speculative_stable_diffusion` and `plain_stable_diffusion`: quality, exactness, acceptance against "
+        "the theory, and the reuse Free Drafter against the cached-feature (DeepCache-style) drafter.",
+        sd_digits_table,
+        {
+            "sd_digits.json": sd_digits.EXPERIMENT.measured_code,
+            "train_sd_digits.json": train_sd_digits.EXPERIMENT.measured_code,
         },
     ),
     Section(
@@ -1092,6 +1189,31 @@ def headline_table(results: Path, stale: Mapping[str, str]) -> str:
                 f"{sum(not r['rejected'] for r in kept)}/{len(kept)} speculative configurations kept; "
                 + ", ".join(f"{r['control']} rejected at p = {r['p_value']:.1g}" for r in controls if r["rejected"]),
                 "dit_exactness.json",
+            ]
+        )
+    sd = _load(results, "sd_digits.json")
+    if sd is not None:
+        checks = [r for r in sd["records"] if r["kind"] == "check"]
+        kept = [r for r in checks if not r["expected_rejection"]]
+        fewest = max(kept, key=lambda r: r["call_ratio"]) if kept else None
+        rejected_controls = ", ".join(
+            f"{r['control']} rejected at p = {r['p_value']:.1g}"
+            for r in checks
+            if r["expected_rejection"] and r["rejected"]
+        )
+        calls = (
+            ""
+            if fewest is None
+            else f"; {fewest['plain_target_calls']} → {fewest['target_calls']} target calls ({fewest['rule']}, "
+            f"{fewest['drafter']}, N = {fewest['steps']})"
+        )
+        rows.append(
+            [
+                "exactness (Stable Diffusion architecture, trained digits model)",
+                f"{sum(not r['rejected'] for r in kept)}/{len(kept)} speculative configurations kept; "
+                + rejected_controls
+                + calls,
+                "sd_digits.json",
             ]
         )
     many = _load(results, "many_samples.json")

@@ -30,7 +30,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,33 +148,49 @@ def drop_labels(labels: torch.Tensor, probability: float, null_class: int, gener
     return torch.where(dropped, torch.full_like(labels, null_class), labels)
 
 
-def train(config: TrainingConfig, seed: int) -> tuple[DiT, list[dict[str, float]], float]:
-    """Train the "digits" preset.
+#: ``predict(model, noisy (B, C, H, W), timesteps (B,), labels (B,)) -> eps prediction``: how a training loop calls
+#: its model on a batch (the labels after dropout).
+Predict = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def train_loop(
+    model: torch.nn.Module,
+    predict: Predict,
+    config: TrainingConfig,
+    null_label: int,
+    generator: torch.Generator,
+    alphas_cumprod: torch.Tensor,
+) -> tuple[torch.nn.Module, list[dict[str, float]], float]:
+    """Train an eps-prediction denoiser on the digits' train split (the recipe of the module docstring).
 
     Parameters
     ----------
+    model : torch.nn.Module
+        Trained in place.
+    predict : Predict
+        Calls the model on a batch.
     config : TrainingConfig
-    seed : int
-        Seeds the initialization (``seed``) and all training draws (``seed + 1``).
+    null_label : int
+        What a dropped label becomes (the null class, or the index of the empty prompt).
+    generator : torch.Generator
+        Every draw of the training: batches, timesteps, noise, label dropout.
+    alphas_cumprod : Tensor, shape (T,)
+        The training schedule.
 
     Returns
     -------
-    ema_model : DiT
+    ema_model : torch.nn.Module
         The EMA weights, in eval mode.
     log : list of dict
         ``{"iteration", "loss", "learning_rate", "seconds"}`` every ``log_every`` iterations (and at the end),
         ``loss`` being the mean training loss since the previous entry.
     wall_seconds : float
     """
-    model_config = DIT_PRESETS[PRESET]
-    model = DiT(model_config, generator=torch.Generator().manual_seed(seed))
     ema_model = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, betas=(0.9, 0.999), weight_decay=config.weight_decay
     )
     images, labels = digits_dataset("train")
-    alphas_cumprod = linear_schedule(TRAIN_TIMESTEPS).alphas_cumprod.to(torch.float32)
-    generator = torch.Generator().manual_seed(seed + 1)
     log: list[dict[str, float]] = []
     window_losses: list[float] = []
     start = time.perf_counter()
@@ -184,8 +200,8 @@ def train(config: TrainingConfig, seed: int) -> tuple[DiT, list[dict[str, float]
             group["lr"] = learning_rate_at(iteration, config)
         indices = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
         noisy, timesteps, noise = noisy_batch(images[indices], alphas_cumprod, generator)
-        batch_labels = drop_labels(labels[indices], config.label_dropout, model_config.num_classes, generator)
-        loss = torch.nn.functional.mse_loss(model(noisy, timesteps, batch_labels), noise)
+        batch_labels = drop_labels(labels[indices], config.label_dropout, null_label, generator)
+        loss = torch.nn.functional.mse_loss(predict(model, noisy, timesteps, batch_labels), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
@@ -204,6 +220,38 @@ def train(config: TrainingConfig, seed: int) -> tuple[DiT, list[dict[str, float]
             window_losses = []
             print(f"iteration {done:>6d}  loss {entry['loss']:.4f}  {entry['seconds']:.0f} s", flush=True)
     return ema_model, log, time.perf_counter() - start
+
+
+def _predict_dit(model: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> Any:
+    return model(noisy, timesteps, labels)
+
+
+def train(config: TrainingConfig, seed: int) -> tuple[DiT, list[dict[str, float]], float]:
+    """Train the "digits" preset.
+
+    Parameters
+    ----------
+    config : TrainingConfig
+    seed : int
+        Seeds the initialization (``seed``) and all training draws (``seed + 1``).
+
+    Returns
+    -------
+    ema_model : DiT
+        The EMA weights, in eval mode.
+    log : list of dict
+        As :func:`train_loop`'s.
+    wall_seconds : float
+    """
+    model_config = DIT_PRESETS[PRESET]
+    model = DiT(model_config, generator=torch.Generator().manual_seed(seed))
+    alphas_cumprod = linear_schedule(TRAIN_TIMESTEPS).alphas_cumprod.to(torch.float32)
+    generator = torch.Generator().manual_seed(seed + 1)
+    ema_model, log, wall_seconds = train_loop(
+        model, _predict_dit, config, model_config.num_classes, generator, alphas_cumprod
+    )
+    assert isinstance(ema_model, DiT)
+    return ema_model, log, wall_seconds
 
 
 def save(model: DiT, directory: Path, metadata: dict[str, Any], name: str = PRESET) -> tuple[Path, Path]:

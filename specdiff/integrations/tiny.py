@@ -64,14 +64,19 @@ def _byte_symbols() -> list[str]:
     return [symbols[byte] for byte in range(256)]
 
 
-def tiny_tokenizer() -> CLIPTokenizer:
+def tiny_tokenizer(max_tokens: int = MAX_PROMPT_TOKENS) -> CLIPTokenizer:
     """A byte-level CLIP tokenizer with no merges: 514 tokens (2 special, 256 bytes, 256 word-final bytes).
+
+    Parameters
+    ----------
+    max_tokens : int
+        ``model_max_length``: prompts are padded or truncated to this many tokens (one per byte, plus the start and
+        end tokens).
 
     Returns
     -------
     CLIPTokenizer
-        ``model_max_length = MAX_PROMPT_TOKENS``; ``<|startoftext|>`` is id 0 and ``<|endoftext|>`` (also the
-        padding) id 1.
+        ``<|startoftext|>`` is id 0 and ``<|endoftext|>`` (also the padding) id 1.
     """
     symbols = _byte_symbols()
     tokens = ["<|startoftext|>", "<|endoftext|>", *symbols, *(symbol + "</w>" for symbol in symbols)]
@@ -79,18 +84,18 @@ def tiny_tokenizer() -> CLIPTokenizer:
         folder = Path(directory)
         (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
         (folder / "merges.txt").write_text("#version: 0.2\n")
-        return CLIPTokenizer.from_pretrained(directory, model_max_length=MAX_PROMPT_TOKENS)
+        return CLIPTokenizer.from_pretrained(directory, model_max_length=max_tokens)
 
 
-def tiny_text_encoder(vocabulary_size: int, seed: int = 0) -> CLIPTextModel:
-    """A two-layer CLIP text encoder of width 32 over ``vocabulary_size`` tokens (``MAX_PROMPT_TOKENS`` positions)."""
+def tiny_text_encoder(vocabulary_size: int, seed: int = 0, max_tokens: int = MAX_PROMPT_TOKENS) -> CLIPTextModel:
+    """A two-layer CLIP text encoder of width 32 over ``vocabulary_size`` tokens and ``max_tokens`` positions."""
     config = CLIPTextConfig(
         vocab_size=vocabulary_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
-        max_position_embeddings=MAX_PROMPT_TOKENS,
+        max_position_embeddings=max_tokens,
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,

@@ -11,7 +11,6 @@ kernel's transition to ``TOLERANCE``; one float32 run per family checks the real
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import pytest
@@ -51,7 +50,7 @@ from specdiff.integrations.diffusers import (
 from specdiff.integrations.tiny import tiny_dit_pipeline, tiny_stable_diffusion_pipeline
 from specdiff.policies import FixedWindow
 from specdiff.sampler import ChainResult, SpeculativeResult
-from specdiff.stats import ks_two_sample_projection, mmd_test, random_directions
+from tests.integrations.latents import SAMPLES, STEPS, latents_p_value, shifted
 from tests.statistics import ALPHA, z_threshold
 
 TOLERANCE = 1e-5
@@ -439,25 +438,18 @@ def test_saved_pipeline_loads_offline_and_samples_the_same(pipe: StableDiffusion
 # Exactness: speculative against plain Stable Diffusion latents
 # ---------------------------------------------------------------------------------------------------------------
 
-SAMPLES = 150  # per arm, one prompt, 12 steps, 8x8x4 latents (256 coordinates)
-PERMUTATIONS = 29_999  # the MMD half of the Bonferroni pair reaches 2 / 30,000 < ALPHA / 2 on its own
-DRAFT_SHIFT = 1.0
-
 
 class _ShiftedDrafter(FreeDrafter):
-    """The reuse Free Drafter with its means moved by ``DRAFT_SHIFT`` sigma along the all-ones direction: a worse
-    draft (exactness does not depend on it), whose bias accept-always passes on to the samples."""
+    """The reuse Free Drafter with its means shifted (``tests.integrations.latents.shifted``): a worse draft
+    (exactness does not depend on it), whose bias accept-always passes on to the samples."""
 
     def draft(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, slot: int) -> torch.Tensor:
-        means = super().draft(states, steps, rows, slot)
-        sigmas = kernel_sigmas(self._model_chain().kernel).to(states.dtype)[steps]
-        direction = torch.ones_like(states[0]) / math.sqrt(states[0].numel())
-        return means + DRAFT_SHIFT * sigmas.reshape(-1, *([1] * (states.dim() - 1))) * direction
+        return shifted(super().draft(states, steps, rows, slot), states, steps, self._model_chain().kernel)
 
 
 def _latents(pipe: StableDiffusionPipeline, seed: int, rule: str | None) -> tuple[torch.Tensor, Any]:
     options: dict[str, Any] = {
-        "num_images_per_prompt": SAMPLES, "guidance_scale": 1.0, "num_inference_steps": 12, "generator": _seed(seed),
+        "num_images_per_prompt": SAMPLES, "guidance_scale": 1.0, "num_inference_steps": STEPS, "generator": _seed(seed),
         "output_type": "latent",
     }  # fmt: skip
     if rule is None:
@@ -466,15 +458,6 @@ def _latents(pipe: StableDiffusionPipeline, seed: int, rule: str | None) -> tupl
         drafter, window = _ShiftedDrafter(), FixedWindow(3)
         result = speculative_stable_diffusion(pipe, "a photo", drafter=drafter, window=window, rule=rule, **options)
     return result.latents.flatten(1).double(), result.statistics
-
-
-def _p_value(first: torch.Tensor, second: torch.Tensor, seed: int) -> float:
-    """Bonferroni over MMD and projected KS (the all-ones direction and 7 random ones, Bonferroni inside)."""
-    generator = _seed(seed)
-    mmd = mmd_test(first, second, permutations=PERMUTATIONS, generator=generator).p_value
-    ones = torch.ones(1, first.shape[1], dtype=torch.float64) / math.sqrt(first.shape[1])
-    directions = torch.cat([ones, random_directions(7, first.shape[1], generator=generator)])
-    return min(1.0, 2 * min(mmd, ks_two_sample_projection(first, second, directions).p_value))
 
 
 @pytest.fixture(scope="module")
@@ -489,10 +472,10 @@ def test_speculative_stable_diffusion_latents_match_plain_latents(
 ) -> None:
     latents, statistics = _latents(pipe, seed=12, rule="block")
     # two comparisons (law and calibration), Bonferroni
-    assert _p_value(latents, plain_latents, seed=13) > ALPHA / 2
+    assert latents_p_value(latents, plain_latents, seed=13) > ALPHA / 2
     assert abs(calibrate_run(statistics, "block").z) < z_threshold(ALPHA, comparisons=2)
     accepted = torch.cat(statistics.accepted)
-    assert statistics.target_calls < 12 and int(accepted.sum()) > 0 and int((accepted < 3).sum()) > 0
+    assert statistics.target_calls < STEPS and int(accepted.sum()) > 0 and int((accepted < 3).sum()) > 0
 
 
 @pytest.mark.statistical
@@ -501,4 +484,4 @@ def test_accept_always_control_is_rejected_on_stable_diffusion(
     pipe: StableDiffusionPipeline, plain_latents: torch.Tensor
 ) -> None:
     latents, _ = _latents(pipe, seed=14, rule="accept-always")
-    assert _p_value(latents, plain_latents, seed=15) < ALPHA
+    assert latents_p_value(latents, plain_latents, seed=15) < ALPHA

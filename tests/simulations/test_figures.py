@@ -17,6 +17,7 @@ EXPECTED_STEMS = (
     "gpu_cost_curves",
     "gpu_wall_speedup",
     "dit_digits_samples",
+    "sd_digits_samples",
     "demo_samples",
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
