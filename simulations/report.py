@@ -751,7 +751,7 @@ def sd_digits_table(results: Path) -> str:
     if checks:
         header = [
             "rule", "drafter", "window", "N", "control", "target calls", "steps / round measured / predicted",
-            "exactness p (Bonferroni over prompts)", "classifier: speculative / plain", "CPU seconds",
+            "exactness p (prompts pooled)", "classifier: speculative / plain", "CPU seconds",
         ]  # fmt: skip
         parts.append(
             f"Speculative against plain samples of every prompt ({checks[0]['samples_per_class']} per prompt and "
