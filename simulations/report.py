@@ -978,7 +978,9 @@ SECTIONS = (
         "A Stable-Diffusion-architecture model trained here (`specdiff.integrations.digits`: a UNet2DConditionModel "
         'with cross-attention on a frozen CLIP text encoder, pixel space, prompts "a handwritten seven"), sampled '
         "through `speculative_stable_diffusion` and `plain_stable_diffusion`: quality, exactness, acceptance against "
-        "the theory, and the reuse Free Drafter against the cached-feature (DeepCache-style) drafter.",
+        "the theory, and the reuse Free Drafter against the cached-feature (DeepCache-style) drafter. The CPU seconds "
+        "are for reference only: on a CPU a call on L + 1 states costs about L + 1 calls on one, so fewer calls do "
+        "not buy wall time there (the GPU benchmark is `python -m simulations.bench_sd_gpu`).",
         sd_digits_table,
         {
             "sd_digits.json": sd_digits.EXPERIMENT.measured_code,

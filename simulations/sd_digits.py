@@ -305,8 +305,8 @@ def _policy(window: int | None) -> WindowPolicy:
 
 
 def run_check(cell: CheckCell, seed: int) -> dict[str, Any]:
-    """Plain (noise ``seed``) and speculative (noise ``seed + 1``) samples of every prompt, compared (pooled, and per prompt)
-    (the pooled test seeded ``seed + 2``, prompt c's ``seed + 3 + c``), calibrated, scored and timed."""
+    """Plain (noise ``seed``) and speculative (noise ``seed + 1``) samples of every prompt, compared pooled (test
+    seeded ``seed + 2``) and per prompt (``seed + 3 + c``), calibrated, scored and timed."""
     pipe = pipeline(cell.weights)
     prompts, labels = prompts_of(cell.classes, cell.samples_per_class)
     options: dict[str, Any] = {

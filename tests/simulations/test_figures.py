@@ -72,6 +72,7 @@ def test_a_missing_input_is_reported_not_silently_skipped(tmp_path: Path, capsys
         "exactness_qq": ["exactness.json"],
         "speedup_heatmap": ["speedup.json"],
         "dit_digits_samples": ["dit_quality.json"],
+        "sd_digits_samples": ["sd_digits.json"],
         "demo_samples": ["demo/demo.json", "demo/demo_digits.png"],
     }
     errors = capsys.readouterr().err
