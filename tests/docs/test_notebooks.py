@@ -15,8 +15,8 @@ NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
 CELL_SECONDS = 120
 
 
-def test_the_six_teaching_notebooks_are_there() -> None:
-    assert [path.name[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_the_seven_teaching_notebooks_are_there() -> None:
+    assert [path.name[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
