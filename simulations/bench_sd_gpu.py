@@ -714,6 +714,10 @@ def trained_pipeline(weights: str, fingerprint: str, precision: str, device: str
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
     from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
+    # A pixel-space pipeline (the shipped digits model) names specdiff.integrations.digits as its VAE's library;
+    # diffusers loads a component from a module only once it has been imported.
+    from specdiff.integrations.digits import PixelSpaceDecoder  # noqa: F401
+
     pipe = StableDiffusionPipeline.from_pretrained(
         weights_folder(weights), local_files_only=True, dtype=PRECISIONS[precision]
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -158,3 +160,18 @@ def test_the_default_budget_applies_only_without_max_seconds() -> None:
     assert bench_sd_gpu.with_default_budget(["--smoke"]) == ["--smoke", "--max-seconds", budget]
     assert bench_sd_gpu.with_default_budget(["--max-seconds", "5"]) == ["--max-seconds", "5"]
     assert bench_sd_gpu.with_default_budget(["--max-seconds=5"]) == ["--max-seconds=5"]
+
+
+def test_the_default_trained_model_is_the_shipped_digits_pipeline_and_loads_in_a_fresh_process() -> None:
+    # A fresh process: diffusers loads the pixel-space VAE's class only if its module was imported (trained_pipeline
+    # must import it itself).
+    (cell, *_) = bench_sd_gpu.trained_cells(replace(bench_sd_gpu.FULL, device="cpu"), "cpu")
+    assert isinstance(cell, bench_sd_gpu.TrainedCell) and cell.weights == bench_sd_gpu.TRAINED_WEIGHTS
+    code = (
+        "from simulations import bench_sd_gpu as b; "
+        "pipe = b.trained_pipeline(b.TRAINED_WEIGHTS, b.folder_fingerprint(b.TRAINED_WEIGHTS), 'float32', 'cpu'); "
+        "print(type(pipe.vae).__name__, pipe.vae_scale_factor)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split()[-2:] == ["PixelSpaceDecoder", "1"]
