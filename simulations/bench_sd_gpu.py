@@ -93,6 +93,10 @@ from specdiff.integrations.diffusers import (
     plain_stable_diffusion,
     speculative_stable_diffusion,
 )
+
+# (Importing specdiff.integrations.digits also lets diffusers load the shipped pixel-space pipeline, which names this
+# module as its VAE's library: diffusers loads a component's class only from a module already imported.)
+from specdiff.integrations.digits import digit_prompt
 from specdiff.integrations.tiny import tiny_dit_transformer, tiny_text_encoder, tiny_tokenizer, tiny_unet
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import ChainResult, SpeculativeResult, sample, sample_plain
@@ -107,7 +111,7 @@ DEFAULT_MAX_SECONDS = 390.0
 #: The trained Stable Diffusion-architecture pipeline (``save_pretrained`` layout), from the root: the digits model.
 TRAINED_WEIGHTS = "specdiff/models/weights/sd_digits"
 #: The trained model's prompt (the digits model's prompts are "a handwritten <digit>").
-TRAINED_PROMPT = "a handwritten seven"
+TRAINED_PROMPT = digit_prompt(7)
 #: The prompt of every Stable Diffusion run (random weights: its content does not matter, its 77 tokens do).
 PROMPT = "a photograph of an astronaut riding a horse"
 #: Stable Diffusion's training schedule.
@@ -713,10 +717,6 @@ def trained_pipeline(weights: str, fingerprint: str, precision: str, device: str
     the cache (a changed folder is loaded again)."""
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
     from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
-
-    # A pixel-space pipeline (the shipped digits model) names specdiff.integrations.digits as its VAE's library;
-    # diffusers loads a component from a module only once it has been imported.
-    from specdiff.integrations.digits import PixelSpaceDecoder  # noqa: F401
 
     pipe = StableDiffusionPipeline.from_pretrained(
         weights_folder(weights), local_files_only=True, dtype=PRECISIONS[precision]

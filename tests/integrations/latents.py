@@ -4,6 +4,7 @@ latents, and the shifted draft whose bias the accept-always control passes on to
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -15,6 +16,15 @@ STEPS = 12
 PERMUTATIONS = 29_999  # the MMD half of the Bonferroni pair reaches 2 / 30,000 < ALPHA / 2 on its own
 #: The shifted draft's offset, in units of the step's sigma, along the all-ones direction.
 DRAFT_SHIFT = 1.0
+
+
+def arm_options(seed: int) -> dict[str, Any]:
+    """The pipeline arguments of one arm: ``SAMPLES`` images of one prompt, no guidance, ``STEPS`` steps, latents out,
+    a generator seeded ``seed``."""
+    return {
+        "num_images_per_prompt": SAMPLES, "guidance_scale": 1.0, "num_inference_steps": STEPS,
+        "generator": torch.Generator().manual_seed(seed), "output_type": "latent",
+    }  # fmt: skip
 
 
 def latents_p_value(first: torch.Tensor, second: torch.Tensor, seed: int) -> float:

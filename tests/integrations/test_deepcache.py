@@ -34,7 +34,7 @@ from specdiff.integrations.tiny import tiny_scheduler, tiny_stable_diffusion_pip
 from specdiff.policies import FixedWindow
 from specdiff.sampler import SpeculativeResult
 from specdiff.verify import CONTROL_RULES
-from tests.integrations.latents import SAMPLES, STEPS, latents_p_value, shifted
+from tests.integrations.latents import STEPS, arm_options, latents_p_value, shifted
 from tests.statistics import ALPHA, z_threshold
 
 TOLERANCE = 1e-6
@@ -280,10 +280,7 @@ class _ShiftedCachedFeatureDrafter(CachedFeatureDrafter):
 def _latents(pipe: StableDiffusionPipeline, seed: int, arm: Literal["plain", "exact", "control"]) -> Any:
     """``(latents (SAMPLES, 256) float64, statistics)`` of one arm: the plain loop, this drafter with the block rule,
     or the shifted drafter with accept-always."""
-    options: dict[str, Any] = {
-        "num_images_per_prompt": SAMPLES, "guidance_scale": 1.0, "num_inference_steps": STEPS,
-        "generator": _seed(seed), "output_type": "latent",
-    }  # fmt: skip
+    options = arm_options(seed)
     if arm == "plain":
         result = plain_stable_diffusion(pipe, "a photo", **options)
     elif arm == "exact":

@@ -50,7 +50,7 @@ from specdiff.integrations.diffusers import (
 from specdiff.integrations.tiny import tiny_dit_pipeline, tiny_stable_diffusion_pipeline
 from specdiff.policies import FixedWindow
 from specdiff.sampler import ChainResult, SpeculativeResult
-from tests.integrations.latents import SAMPLES, STEPS, latents_p_value, shifted
+from tests.integrations.latents import STEPS, arm_options, latents_p_value, shifted
 from tests.statistics import ALPHA, z_threshold
 
 TOLERANCE = 1e-5
@@ -448,10 +448,7 @@ class _ShiftedDrafter(FreeDrafter):
 
 
 def _latents(pipe: StableDiffusionPipeline, seed: int, rule: str | None) -> tuple[torch.Tensor, Any]:
-    options: dict[str, Any] = {
-        "num_images_per_prompt": SAMPLES, "guidance_scale": 1.0, "num_inference_steps": STEPS, "generator": _seed(seed),
-        "output_type": "latent",
-    }  # fmt: skip
+    options = arm_options(seed)
     if rule is None:
         result = plain_stable_diffusion(pipe, "a photo", **options)
     else:
