@@ -22,9 +22,10 @@ Per row (d, batch B, window L, rule, mode):
   memory (without it the large d = 16384 rounds spend as much time faulting pages in as computing).
 
 Mode ``compiled`` passes ``compile=True`` to ``speculative_chain`` (and to ``plain_chain`` if it takes it); where the
-keyword does not exist its cells are recorded as ``"unavailable"``. Under the counter compiled code runs its eager
-operations (see ``specdiff.opcount``): its launches per round are an upper bound (fusion is not seen), its
-synchronizations those of its graph breaks; its times are measured without a counter.
+keyword does not exist its cells are recorded as ``"unavailable"``. A compiled round (or plain step) is one graph with
+the mean functions traced into it, so there the sampler's own time is the wall time, the near-free means included,
+for plain and speculative sampling alike (timing the means would put a clock read inside the graph). Compiled cells
+are timed only, never counted: under a dispatch mode compiled code runs its eager operations, and fusion is not seen.
 
 The ``targets`` section evaluates the goals of the round rebuild from these measurements: at most one host
 synchronization per round; at most 300 kernel-launching operations per round eager at L = 8, not growing with B
@@ -124,14 +125,20 @@ class RoundCell:
 
 
 class TimedMean:
-    """A mean function that adds up the wall time spent inside it, its operations excluded from a counter."""
+    """A mean function that adds up the wall time spent inside it, its operations excluded from a counter.
 
-    def __init__(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    Untimed (``timed=False``) it only calls the function: a compiled round traces the mean into its graph, where a
+    clock read would split the graph (and force a recompilation for every new total)."""
+
+    def __init__(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], timed: bool = True):
         self.function = function
+        self.timed = timed
         self.seconds = 0.0
         self.counter: OpCounter | None = None
 
     def __call__(self, states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        if not self.timed:
+            return self.function(states, steps)
         context: AbstractContextManager[None] = nullcontext() if self.counter is None else self.counter.excluding()
         with context:
             start = time.perf_counter()
@@ -146,12 +153,12 @@ def drift(dimension: int) -> torch.Tensor:
     return DRIFT_NORM * sign / math.sqrt(dimension)
 
 
-def means(b: torch.Tensor) -> tuple[TimedMean, TimedMean]:
-    """The target mean ``0.98 x + b`` and the draft mean ``0.98 x + 0.9 b``, timed."""
+def means(b: torch.Tensor, timed: bool = True) -> tuple[TimedMean, TimedMean]:
+    """The target mean ``0.98 x + b`` and the draft mean ``0.98 x + 0.9 b``, timed unless ``timed=False``."""
     draft_b = DRAFT_DRIFT_SCALE * b
     return (
-        TimedMean(lambda states, steps: CONTRACTION * states + b),
-        TimedMean(lambda states, steps: CONTRACTION * states + draft_b),
+        TimedMean(lambda states, steps: CONTRACTION * states + b, timed),
+        TimedMean(lambda states, steps: CONTRACTION * states + draft_b, timed),
     )
 
 
@@ -219,7 +226,8 @@ def own_seconds(
     keywords: dict[str, Any],
     warm_up: bool = True,
 ) -> tuple[list[float], int]:
-    """The sampler's own seconds (wall less the mean functions) of ``repeats`` runs, and rounds.
+    """The sampler's own seconds of ``repeats`` runs, and rounds: eager, the wall time less the mean functions';
+    compiled, the wall time (the two means are traced into the compiled step or round, one multiply-add each).
 
     With ``warm_up`` a first run is made and not timed (the eager cells skip it: their counted run, the same sampler
     on the same shapes, is their warm-up)."""
@@ -228,7 +236,7 @@ def own_seconds(
     sigmas = torch.full((steps,), SIGMA, dtype=torch.float64)
     seconds, rounds = [], steps
     for repeat in range(repeats + 1 if warm_up else repeats):
-        target, draft = means(b)
+        target, draft = means(b, timed=not keywords.get("compile", False))
         result, wall = _run(sampler, target, draft, x_init, sigmas, seed + 1, window, rule, keywords)
         if sampler != "plain":
             rounds = int(result.rounds)
@@ -565,7 +573,8 @@ def summarize(config: Config, records: Sequence[Mapping[str, Any]]) -> Summary:
                 " device, sigmas and generators on the host; the mean functions' operations counted apart (model_*)"
             ),
             "timing": (
-                "sampler's own seconds (wall less the mean functions), fastest of the repeats after a warm-up run"
+                "sampler's own seconds (eager: wall less the mean functions; compiled: wall, the means traced into"
+                " the compiled step or round), fastest of the repeats after a warm-up run"
                 " (eager: the counted run, same code and shapes; compiled: an extra uncounted run); plain sampling"
                 " and every (window, rule) of one (d, B, mode) measured in one cell, one after the other"
             ),

@@ -135,6 +135,11 @@ class ModelChain:
         self._linear = None if self.kernel.clip_sample else linear_coefficients(self.kernel)
         self._on_device: dict[torch.device, tuple[LinearCoefficients | None, torch.Tensor]] = {}
 
+    def prepare(self, device: torch.device) -> None:
+        """Copy the per-step tables to ``device`` now, before the first round (so that a compiled round is traced
+        with them in place and its graph serves every later round)."""
+        self._tables(device)
+
     def _tables(self, device: torch.device) -> tuple[LinearCoefficients | None, torch.Tensor]:
         """The linear coefficients and the timesteps on ``device`` (copied there once)."""
         if device not in self._on_device:

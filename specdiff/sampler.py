@@ -228,13 +228,20 @@ def _raise_non_finite(step: int, what: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _plain_step(
-    mean: torch.Tensor, sigma: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, codes: torch.Tensor
+def _plain_model_step(
+    target_mean: MeanFunction,
+    state: torch.Tensor,
+    steps: torch.Tensor,
+    sigma: torch.Tensor,
+    keys: torch.Tensor,
+    codes: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One plain step from the target means: the next states and whether each row is finite."""
+    """One stochastic plain step, the target call included (what ``compile=True`` compiles): the next states and
+    whether each row is finite."""
+    mean = _checked_mean(target_mean(state, steps), state, "target_mean")
     noise = counter_normals(keys, steps, codes, mean.dtype).reshape(mean.shape)
-    state = gaussian_step(mean, sigma.expand(mean.shape[0]), noise)
-    return state, torch.isfinite(state).flatten(1).all(dim=1)
+    next_state = gaussian_step(mean, sigma.expand(mean.shape[0]), noise)
+    return next_state, torch.isfinite(next_state).flatten(1).all(dim=1)
 
 
 def plain_chain(
@@ -257,7 +264,8 @@ def plain_chain(
     generator : torch.Generator or sequence of B generators
         Source of each sample's key (:func:`specdiff.randomness.sample_keys`).
     compile : bool
-        Run the sampler's own work of a step (noise and update) through ``torch.compile``.
+        Run each stochastic step, the call of ``target_mean`` included, through ``torch.compile`` (one graph for
+        every step: the same work as one round of ``speculative_chain(..., compile=True)``).
 
     Returns
     -------
@@ -276,16 +284,16 @@ def plain_chain(
     codes = random_codes(NEXT_NOISE, math.prod(x_init.shape[1:]), device)
     step_indices, step_sigmas = torch.arange(horizon, device=device), sigmas.to(device)
     stochastic = (sigmas > 0).tolist()
-    step = _compiled().plain_step if compile else _plain_step
+    step = _compiled(device.type).plain_step if compile else _plain_model_step
     first_bad = torch.full((), horizon, dtype=torch.long, device=device)
     state = x_init.clone()
     for index in range(horizon):
         steps = step_indices[index].expand(batch)
-        mean = _checked_mean(target_mean(state, steps), state, "target_mean")
         if stochastic[index]:
-            state, finite = step(mean, step_sigmas[index], keys, steps, codes)
+            state, finite = step(target_mean, state, steps, step_sigmas[index], keys, codes)
         else:
-            state, finite = mean, torch.isfinite(mean).flatten(1).all(dim=1)
+            state = _checked_mean(target_mean(state, steps), state, "target_mean")
+            finite = torch.isfinite(state).flatten(1).all(dim=1)
         first_bad = torch.where(finite.all() | (first_bad < horizon), first_bad, index)
     bad = int(first_bad)
     if bad < horizon:
@@ -365,8 +373,10 @@ def speculative_chain(
         block per sample and round.
     generator : torch.Generator or sequence of B generators
     compile : bool
-        Run the sampler's own work of a round through ``torch.compile`` (the round's width is then always the
-        policy's maximum window, so one graph serves every round).
+        Run each round through ``torch.compile`` as one graph: the drafts, the target call, verification, the
+        commit, the drafter's and the policy's updates and the next round's plan. The round's width is then always
+        the policy's maximum window, so one graph serves every round. Model code that ``torch.compile`` cannot trace
+        splits the graph there (it still runs, eagerly); the first call compiles (tens of seconds).
 
     Returns
     -------
@@ -474,21 +484,6 @@ class _Options:
 
 
 @dataclass(frozen=True)
-class _Kernels:
-    """The sampler's own tensor work of a round, eager or through ``torch.compile``: the draws and the verification
-    with its commit. They take tensors and constants only (no model, drafter or policy), so a compiled graph is
-    reused across calls as long as the shapes stay the same."""
-
-    randomness: Callable[..., tuple[torch.Tensor, WindowRandomness]]
-    commit: Callable[..., _Committed]
-    plain_step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
-
-
-def _kernels(compiled: bool) -> _Kernels:
-    return _compiled() if compiled else _Kernels(_round_randomness, _verify_and_commit, _plain_step)
-
-
-@dataclass(frozen=True)
 class _Setup:
     """What stays fixed during a run: the chain, the drafter, the policy, the rule and the per-step tables."""
 
@@ -501,7 +496,6 @@ class _Setup:
     keys: torch.Tensor  # (B,) int64 sample keys
     rows: torch.Tensor  # (B,) arange
     horizon: int
-    kernels: _Kernels
 
 
 @dataclass(frozen=True)
@@ -581,15 +575,21 @@ class _Drafted:
 
 @dataclass(frozen=True)
 class _RoundLog:
-    """What one round records, on the device (moved to the host once, after the run)."""
+    """What one round records, packed on the device into one float64 tensor (moved to the host once, after the run,
+    and unpacked by :func:`_result`): the (B,) root steps, window lengths, accepted lengths, active flags and
+    block flags (whether the block rule verified the sample's window), then the (B, L) gaps and weights, flattened.
+    """
 
-    roots: torch.Tensor  # (B,)
-    lengths: torch.Tensor  # (B,)
-    accepted: torch.Tensor  # (B,)
-    deltas: torch.Tensor  # (B, L)
-    weights: torch.Tensor  # (B, L)
-    active: torch.Tensor  # (B,)
-    block: torch.Tensor  # (B,) bool, whether the block rule verified the sample's window
+    packed: torch.Tensor  # (B (5 + 2 L),) float64
+    width: int  # L
+
+
+def _round_log(
+    plan: _Plan, accepted: torch.Tensor, deltas: torch.Tensor, weights: torch.Tensor, block: torch.Tensor
+) -> _RoundLog:
+    # cat promotes the integers and booleans to float64, exactly (they are below 2^53)
+    fields = (plan.roots, plan.lengths, accepted, plan.active, block, deltas.flatten(), weights.flatten())
+    return _RoundLog(torch.cat(fields), int(deltas.shape[1]))
 
 
 def _plan(setup: _Setup, state: SamplerState) -> tuple[_Plan, torch.Tensor]:
@@ -627,7 +627,7 @@ def _draft(setup: _Setup, plan: _Plan, state: SamplerState, layout: _Layout) -> 
     steps = (plan.roots[:, None] + layout.columns).clamp(max=setup.horizon - 1)
     sigmas = setup.sigmas[steps]
     step_sigmas = sigmas.to(dtype)
-    noise, randomness = setup.kernels.randomness(setup.keys, plan.roots, layout.codes, width, event, dtype)
+    noise, randomness = _round_randomness(setup.keys, plan.roots, layout.codes, width, event, dtype)
     current, drafted, means = state.states, [state.states], []
     for slot in range(max(width, 1 if setup.policy.probes_plain_steps else 0)):
         mean = _checked_mean(setup.drafter.draft(current, steps[:, slot], setup.rows, slot), current, "the draft")
@@ -701,7 +701,7 @@ def _commit(
     targets, predictions = evaluated
     width, horizon = drafted.states.shape[1] - 1, setup.horizon
     window = Window(drafted.states, drafted.draft_means[:, :width], targets, drafted.sigmas, plan.lengths)
-    done = setup.kernels.commit(window, drafted.randomness, setup.rule, plan.roots, horizon, plan.use_block)
+    done = _verify_and_commit(window, drafted.randomness, setup.rule, plan.roots, horizon, plan.use_block)
     # The drafter sees every prediction of the round's call (which it keeps is its choice: any function of the past
     # keeps every rule exact).
     if plan.use_block is not None:
@@ -723,7 +723,7 @@ def _commit(
         deltas = torch.cat([first[:, None], deltas[:, 1:]], dim=1)
     setup.policy.observe(setup.rows, deltas, plan.lengths)
     next_state = SamplerState(done.states, done.position, torch.minimum(plan.first_bad_step, done.first_bad_step))
-    log = _RoundLog(plan.roots, plan.lengths, done.accepted, done.deltas, done.weights, plan.active, block)
+    log = _round_log(plan, done.accepted, done.deltas, done.weights, block)
     return next_state, log
 
 
@@ -735,10 +735,14 @@ def _stochastic_run_lengths(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.tensor(runs, dtype=torch.long)
 
 
-def _round(setup: _Setup, state: SamplerState, plan: _Plan, layout: _Layout) -> tuple[SamplerState, _RoundLog]:
-    """One round after planning: draft, one target call, verify and commit."""
+def _round(
+    setup: _Setup, state: SamplerState, plan: _Plan, layout: _Layout
+) -> tuple[SamplerState, _RoundLog, _Plan, torch.Tensor]:
+    """One round after planning: draft, one target call, verify and commit; then plan the next round (what
+    ``compile=True`` compiles into one graph). Returns the next state, the round's log, the next plan and its flags."""
     drafted = _draft(setup, plan, state, layout)
-    return _commit(setup, plan, drafted, _evaluate(setup, drafted, layout))
+    next_state, log = _commit(setup, plan, drafted, _evaluate(setup, drafted, layout))
+    return (next_state, log, *_plan(setup, next_state))
 
 
 def _speculate(
@@ -754,18 +758,20 @@ def _speculate(
     policy, device = options.policy, x_init.device
     horizon, batch = int(sigmas.shape[0]), int(x_init.shape[0])
     keys = sample_keys(options.generator, batch, device)
+    if chain is not None:
+        chain.prepare(device)
     drafter.reset(batch, chain, device)
     policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, _rule_family(options.rule), device)
     runs = _stochastic_run_lengths(sigmas).to(device)
     rows = torch.arange(batch, device=device)
-    kernels = _kernels(options.compile)
-    setup = _Setup(evaluate, drafter, policy, options.rule, sigmas.to(device), runs, keys, rows, horizon, kernels)
+    setup = _Setup(evaluate, drafter, policy, options.rule, sigmas.to(device), runs, keys, rows, horizon)
     position = torch.zeros(batch, dtype=torch.long, device=device)
     state = SamplerState(x_init.clone(), position, torch.tensor(horizon, device=device))
     logs: list[_RoundLog] = []
     layouts: dict[int, _Layout] = {}
+    advance = _compiled(device.type).speculative_round if options.compile else _round
+    plan, flags = _plan(setup, state)
     while True:
-        plan, flags = _plan(setup, state)
         running, longest, first_bad = flags.tolist()  # the round's one host synchronization
         if first_bad < horizon:
             _raise_non_finite(first_bad, "a target or draft mean (or the state they give) in the round starting")
@@ -774,7 +780,7 @@ def _speculate(
         width = policy.max_window if options.compile else longest
         if width not in layouts:
             layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
-        state, log = _round(setup, state, plan, layouts[width])
+        state, log, plan, flags = advance(setup, state, plan, layouts[width])
         logs.append(log)
     result = _result(logs, state.states, setup, drafter)
     result.wall_seconds = time.perf_counter() - start_time
@@ -788,7 +794,7 @@ def _rule_family(rule: VerificationRule | RuleChoice) -> str:
 
 
 def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter: Drafter) -> SpeculativeResult:
-    """The run's statistics, moved to the host once."""
+    """The run's statistics, moved to the host once and computed for all rounds at once."""
     batch = samples.shape[0]
     result = SpeculativeResult(
         samples=samples,
@@ -798,51 +804,78 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
     result._horizon = setup.horizon
     if not logs:
         return result
-    widths = [int(log.deltas.shape[1]) for log in logs]
-    flat = torch.cat(
-        [
-            torch.cat([log.roots, log.lengths, log.accepted, log.active.long(), log.block.long()]).double()
-            for log in logs
-        ]
-        + [torch.cat([log.deltas.flatten(), log.weights.flatten()]) for log in logs]
-    ).cpu()
-    integers, offset = flat[: 5 * batch * len(logs)].long().reshape(len(logs), 5, batch), 5 * batch * len(logs)
-    sigmas = setup.sigmas.cpu()
+    widths = [log.width for log in logs]
+    rounds, width_sum = len(logs), sum(widths)
+    # The rounds' packed logs, one after the other, and a NaN that pads the gaps and weights of narrower rounds.
+    flat = torch.cat([log.packed for log in logs] + [torch.full_like(logs[0].packed[:1], math.nan)]).cpu()
+    integers, padded = _unpack(flat, batch, torch.tensor(widths))
+    roots, lengths, _, active, _ = integers.long()
     per_round, per_step = drafter.draft_cost_per_round, drafter.draft_cost_per_step
-    for log_index, width in enumerate(widths):
-        roots, lengths, accepted, active, block = integers[log_index]
-        values = flat[offset : offset + 2 * batch * width].reshape(2, batch, width)
-        offset += 2 * batch * width
-        verified = (lengths > 0).nonzero().squeeze(1)
-        longest = int(lengths.max())
-        result.rounds += 1
-        result.target_calls += 1
-        result.target_evaluations += batch * (width + 1)
+    for width in widths:
         if width:
             result.draft_calls += width
             result.draft_cost += per_round + per_step * width
-        active_rows = active.bool()
-        result.sample_rounds += active_rows.long()
-        result.sample_draft_cost += torch.where(lengths > 0, per_round + per_step * lengths.double(), 0.0)
-        stochastic = sigmas[roots.clamp(max=setup.horizon - 1)] > 0
-        result.plain_steps += int((active_rows & (lengths == 0) & stochastic).sum())
-        if verified.numel():
-            result.accepted.append(accepted[verified])
-            result.deltas.append(values[0, verified, :longest])
-            result.weights.append(values[1, verified, :longest])
-            result.windows.append(lengths[verified])
-            result.steps.append(roots[verified])
-            result.block_verified.append(block[verified].bool())
+    result.rounds = result.target_calls = rounds
+    result.target_evaluations = batch * (width_sum + rounds)
+    active_rows = active.bool()
+    result.sample_rounds = active_rows.long().sum(dim=0)
+    for costs in torch.where(lengths > 0, per_round + per_step * lengths.double(), 0.0):
+        result.sample_draft_cost += costs  # round by round, in the order the rounds ran
+    stochastic = setup.sigmas.cpu()[roots.clamp(max=setup.horizon - 1)] > 0
+    result.plain_steps = int((active_rows & (lengths == 0) & stochastic).sum())
+    verified = lengths > 0
+    counts, longest = verified.sum(dim=1).tolist(), lengths.amax(dim=1).tolist()
+    # The verified rows of every round at once, then split into rounds (views).
+    fields = integers[:, verified].long().split(counts, dim=1)
+    values = padded[:, verified].split(counts, dim=1)
+    for index, count in enumerate(counts):
+        if count:
+            result.steps.append(fields[index][0])
+            result.windows.append(fields[index][1])
+            result.accepted.append(fields[index][2])
+            result.block_verified.append(fields[index][4].bool())
+            result.deltas.append(values[index][0, :, : longest[index]])
+            result.weights.append(values[index][1, :, : longest[index]])
     return result
 
 
+def _unpack(flat: torch.Tensor, batch: int, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fields of R packed round logs (:class:`_RoundLog`, concatenated in ``flat`` and followed by one NaN) by
+    two gathers: the (5, R, B) integer fields and the (2, R, B, widest) gaps and weights, NaN-padded."""
+    rounds, head = widths.shape[0], 5 * batch
+    sizes = head + 2 * batch * widths
+    starts = (sizes.cumsum(0) - sizes).reshape(1, rounds, 1)
+    integers = flat[starts + torch.arange(head).reshape(5, 1, batch)]
+    widths = widths.reshape(1, rounds, 1, 1)
+    columns = torch.arange(int(widths.max()))
+    # The entry (k, r, b, j) of round r's (2, B, L_r) block, or the final NaN where j >= L_r.
+    rows = (torch.arange(2).reshape(2, 1, 1, 1) * batch + torch.arange(batch).reshape(1, 1, batch, 1)) * widths
+    positions = torch.where(columns < widths, starts[..., None] + head + rows + columns, flat.shape[0] - 1)
+    return integers, flat[positions]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The compiled forms of a speculative round (:func:`_round`) and of a stochastic plain step."""
+
+    speculative_round: Callable[
+        [_Setup, SamplerState, _Plan, _Layout], tuple[SamplerState, _RoundLog, _Plan, torch.Tensor]
+    ]
+    plain_step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+#: ``torch.compile`` options per device type. On a CPU the graph's wrapper code is generated in C++ rather than
+#: Python, which halves the host time of a compiled round (measured by ``simulations.round_cost``).
+_COMPILE_OPTIONS: dict[str, dict[str, bool]] = {"cpu": {"cpp_wrapper": True}}
+
+
 @functools.cache
-def _compiled() -> _Kernels:
-    """The compiled kernels, made on the first ``compile=True`` call (importing torch's compiler takes seconds) and
-    kept for the process: torch.compile keeps one graph per shape (dynamic=False), reused by every call with the
-    same shapes."""
-    return _Kernels(
-        torch.compile(_round_randomness, dynamic=False),
-        torch.compile(_verify_and_commit, dynamic=False),
-        torch.compile(_plain_step, dynamic=False),
+def _compiled(device_type: str) -> _Compiled:
+    """The compiled functions for a device type, made on the first ``compile=True`` call (importing torch's compiler
+    takes seconds) and kept for the process: torch.compile keeps one graph per shape and traced code
+    (dynamic=False), reused by every call with the same shapes and the same model code."""
+    options: dict[str, str | int | bool | Callable[..., object]] = dict(_COMPILE_OPTIONS.get(device_type, {}))
+    return _Compiled(
+        torch.compile(_round, dynamic=False, options=options),
+        torch.compile(_plain_model_step, dynamic=False, options=options),
     )

@@ -209,3 +209,72 @@ def test_free_drafter_is_masked_before_its_first_observation() -> None:
         model, kernel, start, drafter=FreeDrafter(), window=PlainSteps(), generator=torch.Generator().manual_seed(2)
     )
     assert torch.equal(plain.samples, result.samples)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The compiled round: one graph per shape, reused by every round and every call
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _traced_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile=True`` with dynamo's ``eager`` backend: the same tracing, guards and graph breaks, no code generation
+    (seconds instead of a minute)."""
+    from specdiff import sampler
+
+    compiled = sampler._Compiled(
+        torch.compile(sampler._round, backend="eager", dynamic=False),
+        torch.compile(sampler._plain_model_step, backend="eager", dynamic=False),
+    )
+    monkeypatch.setattr(sampler, "_compiled", lambda device_type: compiled)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+
+def _graphs_and_breaks() -> tuple[int, int]:
+    counters = torch._dynamo.utils.counters
+    return int(counters["stats"]["unique_graphs"]), sum(counters["graph_break"].values())
+
+
+@pytest.mark.parametrize("rule", ["block", "adaptive"])
+def test_a_compiled_round_is_one_graph_reused_by_every_round_and_call(
+    rule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default drafter (FreeDrafter) and policy (AdaptiveWindow) keep state across rounds: it must live in
+    # tensors, or every round would retrace (and past the recompile limit fall back to eager code). Two graphs at
+    # most: the first round's (the drafter's memory not allocated yet) and the steady state's, which every later
+    # round and call reuses.
+    _traced_only(monkeypatch)
+    kernel = _kernel(12)
+    start = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # traceable: no host reads
+        return 0.3 * x + 0.001 * t[:, None]
+
+    first = sample(model, kernel, start, rule=rule, generator=torch.Generator().manual_seed(1), compile=True)
+    graphs, breaks = _graphs_and_breaks()
+    assert first.rounds >= 4 and graphs <= 2 and breaks == 0
+    later = sample(model, kernel, start, rule=rule, generator=torch.Generator().manual_seed(2), compile=True)
+    assert later.rounds >= 4 and _graphs_and_breaks() == (graphs, 0)
+    eager = sample(model, kernel, start, rule=rule, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(later.samples, eager.samples, rtol=0, atol=1e-12)
+
+
+def test_a_compiled_plain_step_is_one_graph_with_its_model_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    _traced_only(monkeypatch)
+    start = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    compiled = plain_chain(_target, SIGMAS, start, generator=torch.Generator().manual_seed(1), compile=True)
+    assert _graphs_and_breaks() == (1, 0)
+    eager = plain_chain(_target, SIGMAS, start, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(compiled.samples, eager.samples)
+
+
+def test_the_structure_check_sees_a_graph_break(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Negative control: a mean function that reads a value on the host splits the compiled step.
+    _traced_only(monkeypatch)
+
+    def host_reading(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        return _target(states, steps) * (1.0 + 0.0 * float(states.sum()))
+
+    start = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    plain_chain(host_reading, SIGMAS, start, generator=torch.Generator().manual_seed(1), compile=True)
+    assert _graphs_and_breaks()[1] > 0
