@@ -488,8 +488,11 @@ def round_cost_table(results: Path) -> str:
         f"`python -m simulations.round_cost` (commit `{after['commit'][:10]}`, {after.get('seconds', 0):.0f} s; "
         f"before: commit `{(before or {}).get('commit', '?')[:10]}`): a near-free chain `0.98 x + b`, float32, "
         f"N = {sizes['steps']}, CPU, one thread; counts per round on a simulated device (every CPU tensor of the "
-        f"sampler standing for a device tensor), the sampler's own time is the wall time less the mean functions', "
-        f"fastest of {sizes['repeats']}:\n\n{_table(headers, rows)}\n\nTargets: {targets}.{_randomness_text(results)}"
+        f"sampler standing for a device tensor); the sampler's own time is the wall time less the mean functions' "
+        f"(eager) or the wall time with both means traced into the graph (compiled: one graph per round, and per "
+        f"plain step), fastest of {sizes['repeats']}; before and after are separate runs, which may be on machines "
+        f"of different speed (compare the ratios within a run):\n\n{_table(headers, rows)}\n\n"
+        f"Targets: {targets}.{_randomness_text(results)}"
     )
 
 
