@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 
 from specdiff.chain import Model, ModelChain, kernel_sigmas
@@ -202,11 +203,13 @@ def _check_chain(sigmas: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
         )
     if not isinstance(sigmas, torch.Tensor) or sigmas.dim() != 1 or sigmas.shape[0] < 1:
         raise ValueError("sigmas must be a tensor of shape (N,) with N >= 1")
-    if not bool(torch.isfinite(sigmas).all()) or bool((sigmas < 0).any()):
+    host = sigmas.detach().to("cpu", torch.float64)  # the schedule is read on the host (stochastic steps, runs)
+    values = host.numpy()
+    if not (np.isfinite(values).all() and (values >= 0).all()):
         raise ValueError("sigmas must be finite and >= 0")
     if not bool(torch.isfinite(x_init).all()):
         raise ValueError("x_init contains NaN or inf")
-    return sigmas.detach().to(torch.float64)
+    return host
 
 
 def _checked_mean(mean: torch.Tensor, like: torch.Tensor, function: str) -> torch.Tensor:
@@ -456,6 +459,7 @@ def sample_plain(
     """Plain ancestral sampling of a diffusion model (one target call per step); arguments as :func:`sample`."""
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
     _check_conditioning(chain, x_init)
+    chain.prepare(x_init.device)  # the per-step tables on the device before a compiled step traces them
     rows = torch.arange(x_init.shape[0], device=x_init.device)
 
     def target_mean(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -500,7 +504,7 @@ class _Setup:
 
 @dataclass(frozen=True)
 class _Layout:
-    """The fixed index tensors of a round of width L (made once per width, outside any compiled region).
+    """The fixed index tensors of a round of width L (made outside any compiled region, cached per shape).
 
     Attributes
     ----------
@@ -518,7 +522,9 @@ class _Layout:
     rows: torch.Tensor
 
 
+@functools.lru_cache(maxsize=64)
 def _layout(width: int, batch: int, event_size: int, device: torch.device) -> _Layout:
+    """The layout of a round of width L (cached: every run with the same shapes reuses its read-only tensors)."""
     codes = torch.cat(
         [
             random_codes(DRAFT_NOISE, width * event_size, device),
@@ -728,11 +734,13 @@ def _commit(
 
 
 def _stochastic_run_lengths(sigmas: torch.Tensor) -> torch.Tensor:
-    """``runs[n]``: consecutive steps with sigma > 0 from step n (N + 1,), 0 at the horizon and at sigma-0 steps."""
-    runs = [0] * (sigmas.shape[0] + 1)
-    for step, sigma in reversed(list(enumerate(sigmas.tolist()))):
-        runs[step] = runs[step + 1] + 1 if sigma > 0 else 0
-    return torch.tensor(runs, dtype=torch.long)
+    """``runs[n]``: consecutive steps with sigma > 0 from step n (N + 1,), 0 at the horizon and at sigma-0 steps.
+
+    ``sigmas`` is a host tensor (N,)."""
+    steps = np.arange(sigmas.shape[0])
+    # The first step at or after n with sigma == 0 (N if none), by a running minimum from the horizon backwards.
+    stops = np.minimum.accumulate(np.where(sigmas.numpy() > 0, steps.shape[0], steps)[::-1])[::-1]
+    return torch.from_numpy(np.append(stops - steps, 0))
 
 
 def _round(
@@ -794,7 +802,8 @@ def _rule_family(rule: VerificationRule | RuleChoice) -> str:
 
 
 def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter: Drafter) -> SpeculativeResult:
-    """The run's statistics, moved to the host once and computed for all rounds at once."""
+    """The run's statistics, moved to the host once and unpacked there for all rounds at once (numpy arrays: a
+    tensor operation costs microseconds of dispatch, and a run has rounds x fields of them)."""
     batch = samples.shape[0]
     result = SpeculativeResult(
         samples=samples,
@@ -805,53 +814,52 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
     if not logs:
         return result
     widths = [log.width for log in logs]
-    rounds, width_sum = len(logs), sum(widths)
-    # The rounds' packed logs, one after the other, and a NaN that pads the gaps and weights of narrower rounds.
-    flat = torch.cat([log.packed for log in logs] + [torch.full_like(logs[0].packed[:1], math.nan)]).cpu()
-    integers, padded = _unpack(flat, batch, torch.tensor(widths))
-    roots, lengths, _, active, _ = integers.long()
+    flat = torch.cat([log.packed for log in logs]).cpu().numpy()
+    integers, padded = _unpack(flat, batch, np.array(widths))
+    roots, lengths, accepted, active, block = integers
     per_round, per_step = drafter.draft_cost_per_round, drafter.draft_cost_per_step
     for width in widths:
         if width:
             result.draft_calls += width
             result.draft_cost += per_round + per_step * width
-    result.rounds = result.target_calls = rounds
-    result.target_evaluations = batch * (width_sum + rounds)
-    active_rows = active.bool()
-    result.sample_rounds = active_rows.long().sum(dim=0)
-    for costs in torch.where(lengths > 0, per_round + per_step * lengths.double(), 0.0):
-        result.sample_draft_cost += costs  # round by round, in the order the rounds ran
-    stochastic = setup.sigmas.cpu()[roots.clamp(max=setup.horizon - 1)] > 0
+    result.rounds = result.target_calls = len(logs)
+    result.target_evaluations = batch * (sum(widths) + len(logs))
+    active_rows = active.astype(bool)
+    result.sample_rounds = torch.from_numpy(active_rows.sum(axis=0, dtype=np.int64))
+    # Each sample's draft cost summed round by round, in the order the rounds ran (accumulate adds sequentially).
+    costs = np.where(lengths > 0, per_round + per_step * lengths.astype(np.float64), 0.0)
+    result.sample_draft_cost = torch.from_numpy(np.add.accumulate(costs, axis=0)[-1].copy())
+    stochastic = setup.sigmas.cpu().numpy()[np.minimum(roots, setup.horizon - 1)] > 0
     result.plain_steps = int((active_rows & (lengths == 0) & stochastic).sum())
+    # The verified rows of every round, one array per field, split into rounds.
     verified = lengths > 0
-    counts, longest = verified.sum(dim=1).tolist(), lengths.amax(dim=1).tolist()
-    # The verified rows of every round at once, then split into rounds (views).
-    fields = integers[:, verified].long().split(counts, dim=1)
-    values = padded[:, verified].split(counts, dim=1)
-    for index, count in enumerate(counts):
-        if count:
-            result.steps.append(fields[index][0])
-            result.windows.append(fields[index][1])
-            result.accepted.append(fields[index][2])
-            result.block_verified.append(fields[index][4].bool())
-            result.deltas.append(values[index][0, :, : longest[index]])
-            result.weights.append(values[index][1, :, : longest[index]])
+    ends = np.cumsum(verified.sum(axis=1)).tolist()
+    steps, windows, accepted_lengths, blocks = (x[verified] for x in (roots, lengths, accepted, block.astype(bool)))
+    deltas, weights = padded[:, verified]
+    for start, end, width in zip([0, *ends[:-1]], ends, lengths.max(axis=1).tolist(), strict=True):
+        if width:
+            result.steps.append(torch.from_numpy(steps[start:end]))
+            result.windows.append(torch.from_numpy(windows[start:end]))
+            result.accepted.append(torch.from_numpy(accepted_lengths[start:end]))
+            result.block_verified.append(torch.from_numpy(blocks[start:end]))
+            result.deltas.append(torch.from_numpy(deltas[start:end, :width]))
+            result.weights.append(torch.from_numpy(weights[start:end, :width]))
     return result
 
 
-def _unpack(flat: torch.Tensor, batch: int, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fields of R packed round logs (:class:`_RoundLog`, concatenated in ``flat`` and followed by one NaN) by
-    two gathers: the (5, R, B) integer fields and the (2, R, B, widest) gaps and weights, NaN-padded."""
+def _unpack(flat: np.ndarray, batch: int, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fields of R packed round logs (:class:`_RoundLog`, concatenated in ``flat``) by two gathers: the
+    (5, R, B) integer fields (int64) and the (2, R, B, widest) gaps and weights, NaN beyond each round's width."""
     rounds, head = widths.shape[0], 5 * batch
     sizes = head + 2 * batch * widths
-    starts = (sizes.cumsum(0) - sizes).reshape(1, rounds, 1)
-    integers = flat[starts + torch.arange(head).reshape(5, 1, batch)]
+    starts = (np.cumsum(sizes) - sizes).reshape(1, rounds, 1)
+    integers = flat[starts + np.arange(head).reshape(5, 1, batch)].astype(np.int64)  # exact: they are below 2^53
     widths = widths.reshape(1, rounds, 1, 1)
-    columns = torch.arange(int(widths.max()))
-    # The entry (k, r, b, j) of round r's (2, B, L_r) block, or the final NaN where j >= L_r.
-    rows = (torch.arange(2).reshape(2, 1, 1, 1) * batch + torch.arange(batch).reshape(1, 1, batch, 1)) * widths
-    positions = torch.where(columns < widths, starts[..., None] + head + rows + columns, flat.shape[0] - 1)
-    return integers, flat[positions]
+    columns = np.arange(int(widths.max()))
+    # The entry (k, r, b, j) of round r's (2, B, L_r) block where j < L_r.
+    rows = (np.arange(2).reshape(2, 1, 1, 1) * batch + np.arange(batch).reshape(1, 1, batch, 1)) * widths
+    positions = np.minimum(starts[..., None] + head + rows + columns, flat.shape[0] - 1)
+    return integers, np.where(columns < widths, flat[positions], np.nan)
 
 
 @dataclass(frozen=True)
@@ -865,7 +873,7 @@ class _Compiled:
 
 
 #: ``torch.compile`` options per device type. On a CPU the graph's wrapper code is generated in C++ rather than
-#: Python, which halves the host time of a compiled round (measured by ``simulations.round_cost``).
+#: Python, which halved the host time of a compiled round in a one-off comparison (d = 64, B = 1, L = 8).
 _COMPILE_OPTIONS: dict[str, dict[str, bool]] = {"cpu": {"cpp_wrapper": True}}
 
 

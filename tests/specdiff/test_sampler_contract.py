@@ -268,6 +268,22 @@ def test_a_compiled_plain_step_is_one_graph_with_its_model_call(monkeypatch: pyt
     assert torch.equal(compiled.samples, eager.samples)
 
 
+def test_a_compiled_plain_step_of_a_diffusion_model_is_one_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sample_plain puts the kernel's per-step tables on the device before the first step: traced with them missing,
+    # the first step would make a graph of its own.
+    _traced_only(monkeypatch)
+    kernel = _kernel(12)
+    start = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 0.3 * x + 0.001 * t[:, None]
+
+    compiled = sample_plain(model, kernel, start, generator=torch.Generator().manual_seed(1), compile=True)
+    assert _graphs_and_breaks() == (1, 0)
+    eager = sample_plain(model, kernel, start, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(compiled.samples, eager.samples)
+
+
 def test_the_structure_check_sees_a_graph_break(monkeypatch: pytest.MonkeyPatch) -> None:
     # Negative control: a mean function that reads a value on the host splits the compiled step.
     _traced_only(monkeypatch)
