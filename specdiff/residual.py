@@ -124,21 +124,24 @@ def gaussian_step(mean: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) 
     return torch.addcmul(mean, _expand(sigma.to(mean.dtype), mean), noise.to(mean.dtype))
 
 
-#: Copies of each row's scalars in the residual quantile on a CPU (a multiple of the widest vectorized loop).
+#: On a CPU the residual's scalars are padded to a multiple of this (a multiple of the widest vectorized loop).
 CPU_LANES = 16
 
 
-def _lane_copies(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Each (B,) tensor as (B, CPU_LANES) identical columns on a CPU, (B, 1) elsewhere.
+def _vector_padded(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each (B,) tensor padded on a CPU to a multiple of ``CPU_LANES`` rows (copies of row 0); unchanged elsewhere.
 
     A CPU kernel runs its vectorized loop over whole vectors and a scalar loop over the remainder, and the two round
-    transcendental functions differently in the last bit. A row of a batch can fall in either, depending on the batch
-    size, which would make a residual draw differ in its last bit between a batch and a sample alone. Computed in
-    ``CPU_LANES`` copies, every row's scalars take the vectorized path whatever the batch (up to the parallel grain,
-    32768 elements, when several threads split a kernel). A GPU kernel computes every element alike.
+    transcendental functions differently in the last bit. A row of a batch could fall in either, depending on the
+    batch size, which would make a residual draw differ in its last bit between a batch and a sample alone. Padded,
+    every row takes the vectorized path whatever the batch (up to the parallel grain, 32768 elements, when several
+    threads split a kernel), at the cost of at most ``CPU_LANES - 1`` extra rows. A GPU kernel computes every element
+    alike.
     """
-    lanes = CPU_LANES if values[0].device.type == "cpu" else 1
-    return tuple(value[:, None].expand(-1, lanes).contiguous() for value in values)
+    if values[0].device.type != "cpu":
+        return values
+    padding = -values[0].shape[0] % CPU_LANES
+    return tuple(torch.cat([value, value[:1].expand(padding)]) for value in values)
 
 
 def weighted_residual_from_target(
@@ -156,7 +159,8 @@ def weighted_residual_from_target(
     :func:`sample_weighted_residual`.
     """
     frame = rank_one_frame(target_mean, draft_mean, sigma)
-    along = residual_offset_quantile(*_lane_copies(uniforms.double(), log_weight.double(), frame.delta))[:, 0]
+    padded = _vector_padded(uniforms.double(), log_weight.double(), frame.delta)
+    along = residual_offset_quantile(*padded)[: frame.delta.shape[0]]
     return _assemble(target_mean, sigma, frame, along, noise).to(draft_mean.dtype)
 
 

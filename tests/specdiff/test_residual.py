@@ -677,8 +677,8 @@ def test_rejection_gives_up_after_max_proposals() -> None:
 
 
 def test_a_residual_draw_is_bitwise_the_same_in_any_batch() -> None:
-    # A row's draw must not depend on where it falls in a CPU kernel's vectorized loop (see residual._lane_copies):
-    # without the lane copies, rows of a batch of 37 differ in their last bit from the same rows drawn alone.
+    # A row's draw must not depend on where it falls in a CPU kernel's vectorized loop (see residual._vector_padded):
+    # without the padding, rows of a batch of 37 differ in their last bit from the same rows drawn alone.
     from specdiff.residual import weighted_residual_from_target
 
     generator = torch.Generator().manual_seed(12)
