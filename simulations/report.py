@@ -492,7 +492,27 @@ def round_cost_table(results: Path) -> str:
         f"(eager) or the wall time with both means traced into the graph (compiled: one graph per round, and per "
         f"plain step), fastest of {sizes['repeats']}; before and after are separate runs, which may be on machines "
         f"of different speed (compare the ratios within a run):\n\n{_table(headers, rows)}\n\n"
-        f"Targets: {targets}.{_randomness_text(results)}"
+        f"Targets: {targets}.{_steady_state_text(after)}{_randomness_text(results)}"
+    )
+
+
+def _steady_state_text(after: dict[str, Any]) -> str:
+    """The compiled rounds' steady state beside the target (judged on whole runs), where it was measured."""
+    target = after["targets"].get("compiled_round_time", {})
+    ratios = target.get("steady_state_round_over_plain_step")
+    if not ratios:
+        return ""
+    fixed = target["fixed_microseconds_per_run"]
+    factor = after["config"].get("longer_factor", "?")
+    return (
+        f" The compiled target is judged on whole runs of N = {after['config']['steps']} steps: "
+        + ", ".join(f"{rule} {ratio:.2f}x" for rule, ratio in target["round_over_plain_step"].items())
+        + f" a plain step. Split by a second run {factor} times longer into a cost per added round and a fixed cost "
+        f"per run (d = 64, B = 1, L = {round_cost.TARGET_WINDOW}): each added round costs "
+        + ", ".join(f"{rule} {ratio:.2f}x" for rule, ratio in ratios.items())
+        + f" an added plain step ({target['steady_state_plain_microseconds_per_step']:.0f} µs), and a run costs "
+        + ", ".join(f"{name} {value:.0f} µs" for name, value in fixed.items())
+        + " once (keys, first plan, statistics to the host)."
     )
 
 

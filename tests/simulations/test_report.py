@@ -63,3 +63,21 @@ def test_sampler_time_and_baseline_spread_from_a_synthetic_run() -> None:
     assert "per speculative round 9.0–9.0 ms" in text and "per plain step 0.50–0.50 ms" in text
     assert report._baseline_spread(bench) == 2.0
     assert report._sampler_time({"cost_curves": [], "records": [_record(drafter="frozen")]}) == ""
+
+
+def test_the_compiled_steady_state_is_written_beside_the_target_only_where_measured() -> None:
+    target = {
+        "status": "not met",
+        "round_over_plain_step": {"block": 4.2, "token-reflection": 1.7},
+        "steady_state_round_over_plain_step": {"block": 1.9, "token-reflection": 1.3},
+        "steady_state_plain_microseconds_per_step": 160.0,
+        "fixed_microseconds_per_run": {"plain": 900.0, "block": 650.0, "token-reflection": 600.0},
+    }
+    after = {"config": {"steps": 32, "longer_factor": 4}, "targets": {"compiled_round_time": target}}
+    text = report._steady_state_text(after)
+    assert "whole runs of N = 32 steps: block 4.20x, token-reflection 1.70x" in text
+    assert "4 times longer" in text and "block 1.90x, token-reflection 1.30x an added plain step (160 µs)" in text
+    assert "plain 900 µs, block 650 µs, token-reflection 600 µs once" in text
+    # A run from before the split (no steady-state fields) adds nothing.
+    unsplit = {"status": "not met", "round_over_plain_step": {"block": 4.2}}
+    assert report._steady_state_text({"config": {"steps": 32}, "targets": {"compiled_round_time": unsplit}}) == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,80 @@ def test_targets_are_judged_from_the_measurements() -> None:
     assert round_cost.evaluate_targets(round_cost.FULL, unavailable, plain)["compiled_round_time"]["status"] == (
         "unavailable"
     )
+
+
+def test_steady_state_splits_two_runs_into_a_cost_per_round_and_a_fixed_cost() -> None:
+    # 5 rounds in 1.0 s and 25 rounds in 3.0 s: 0.1 s per added round, 0.5 s once per run.
+    split = round_cost.steady_state(1.0, 5, 3.0, 25)
+    assert split.microseconds_per_added_round == pytest.approx(1e5)
+    assert split.fixed_microseconds_per_run == pytest.approx(5e5)
+    for rounds in ((5, 5), (6, 5), (0, 5)):
+        with pytest.raises(ValueError, match="short_rounds < long_rounds"):
+            round_cost.steady_state(1.0, rounds[0], 3.0, rounds[1])
+
+
+def test_the_steady_state_is_reported_beside_the_compiled_target_without_judging_it() -> None:
+    def split(per_round: float, fixed: float) -> dict[str, float]:
+        return {"microseconds_per_added_round": per_round, "fixed_microseconds_per_run": fixed}
+
+    def row(rule: str, whole_run: float, per_round: float, fixed: float) -> dict[str, object]:
+        return {
+            "dimension": 64,
+            "batch": 1,
+            "window": 8,
+            "rule": rule,
+            "mode": "compiled",
+            "status": "measured",
+            "counts_per_round": None,
+            "sampler_microseconds_per_round": whole_run,
+            "steady_state": split(per_round, fixed),
+        }
+
+    plain = [
+        {
+            "dimension": 64,
+            "batch": 1,
+            "mode": "compiled",
+            "status": "measured",
+            "sampler_microseconds_per_step": 100.0,
+            "steady_state": split(80.0, 640.0),
+        }
+    ]
+    # Whole runs: 300 / 100 = 3x (not met); per added round: 160 / 80 = 2x, reported only.
+    cells = [row("block", 300.0, 160.0, 700.0), row("token-reflection", 150.0, 120.0, 300.0)]
+    target = round_cost.evaluate_targets(round_cost.FULL, cells, plain)["compiled_round_time"]
+    assert target["status"] == "not met"
+    assert target["round_over_plain_step"] == {"block": 3.0, "token-reflection": 1.5}
+    assert target["steady_state_round_over_plain_step"] == {"block": 2.0, "token-reflection": 1.5}
+    assert target["steady_state_plain_microseconds_per_step"] == 80.0
+    assert target["fixed_microseconds_per_run"] == {"plain": 640.0, "block": 700.0, "token-reflection": 300.0}
+    # Without a split plain step there is nothing to compare with: the fields are left out, the status kept.
+    unsplit = round_cost.evaluate_targets(round_cost.FULL, cells, [{**plain[0], "steady_state": None}])
+    assert "steady_state_round_over_plain_step" not in unsplit["compiled_round_time"]
+    assert unsplit["compiled_round_time"]["status"] == "not met"
+
+
+def test_a_row_is_timed_again_on_a_longer_chain_for_its_steady_state() -> None:
+    # The code path of the compiled cells (which the smoke preset does not compile), run eagerly on a tiny chain.
+    cell = round_cost.RoundCell(
+        dimension=8,
+        batch=1,
+        mode="eager",
+        steps=8,
+        repeats=1,
+        windows=(2,),
+        rules=round_cost.RULES,
+        measured_windows=(2,),
+        plain_measured=True,
+        longer_factor=3,
+    )
+    for sampler in ("plain", "speculative"):
+        short = round_cost.own_seconds(sampler, 8, 1, 2, "block", cell.steps, 0, 1, {}, warm_up=False)
+        fields = round_cost._steady_state(sampler, cell, 2, "block", 0, {}, short)
+        assert fields["longer_steps"] == 24
+        assert fields["longer_rounds"] > short[1]
+        if sampler == "plain":
+            assert (short[1], fields["longer_rounds"]) == (8, 24)
+        assert len(fields["longer_microseconds_per_round_repeats"]) == 1
+        assert set(fields) >= {"microseconds_per_added_round", "fixed_microseconds_per_run"}
+        assert all(math.isfinite(fields[key]) for key in ("microseconds_per_added_round", "fixed_microseconds_per_run"))
