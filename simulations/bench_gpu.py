@@ -18,6 +18,12 @@ The cells (``simulations.experiment``; a timed experiment: its records are wall 
    own calls is measured and removed, and the resulting speedup is compared with the ideal
    ``(L + 1) / (c(B (L + 1)) / c(B))`` from the digits cost curve measured in the cell: the sampler's efficiency.
 
+**Repeated pairs.** A sampling cell times ``repeats`` pairs (plain, then speculative), one after the other, the same
+seeds in every pair; ``speedup`` is the median of the pairs' speedups (``pair_speedups``; single pairs on a GPU
+scattered by 2x), ``wall_seconds`` and ``baseline_wall_seconds`` the medians of each side (``pair_wall_seconds``,
+``pair_baseline_wall_seconds``). Compiled (``--compile``, the ``gpu-compiled`` preset), each cell first runs its
+speculative sampler once untimed, which compiles its round: compile time stays out of every timed run.
+
 **Placement.** With ``placement="device"`` the states, the randomness and the verification live on the device with
 the network; with ``"host"`` (the ``gpu-host`` preset, or ``--placement host``) they stay on the CPU and only the
 network's batched calls go to the GPU (:class:`specdiff.placement.DeviceModel`), plain and speculative sampling
@@ -27,16 +33,19 @@ Records are flat JSON: speedup records hold ``kind, model, device, placement, co
 window, target_calls, wall_seconds, baseline_wall_seconds, speedup, call_ratio`` and more; cost-curve records hold
 ``kind, model, blocks, batches, seconds, device``. Top level: ``complete`` (every cell ran). Presets: ``full`` (also
 called ``gpu``: the H100 run), ``gpu-host`` (the same runs with the states on the host, without the large models'
-curves, which do not depend on the placement), ``cpu`` (a reduced run for a CPU-only machine) and ``smoke``
-(seconds, for the tests). Options: ``--device`` (default: cuda when available, else cpu), ``--placement
+curves, which do not depend on the placement), ``gpu-compiled`` (plain and speculative sampling compiled, the
+headline cells first: fixed windows, reuse and early-exit drafters; no perfect-drafter or adaptive cells, whose
+in-run timing of the network would split the compiled round), ``cpu`` (a reduced run for a CPU-only machine) and
+``smoke`` (seconds, for the tests). Options: ``--device`` (default: cuda when available, else cpu), ``--placement
 device|host`` and ``--compile``. The framework's ``--max-seconds S`` starts no cell after S seconds (the results file
 then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store,
 so a rerun measures only the rest.
 
 Run ``python -m simulations.bench_gpu [--preset full|gpu-host|cpu|smoke] [--device cuda] [--max-seconds S]``.
 Writes ``results/gpu/bench_gpu.json`` (full) or ``results/smoke/gpu/bench_gpu.json`` (any other preset): give
-``--output results/gpu/bench_gpu_host.json`` to the ``gpu-host`` run and ``--output results/bench_cpu.json`` to the
-``cpu`` run, the files the results page reads.
+``--output results/gpu/bench_gpu_host.json`` to the ``gpu-host`` run, ``--output results/gpu/bench_gpu_compiled.json``
+to the ``gpu-compiled`` run and ``--output results/bench_cpu.json`` to the ``cpu`` run, the files the results page
+reads.
 """
 
 from __future__ import annotations
@@ -90,7 +99,8 @@ class Config:
     perfect_windows : tuple of int
         Windows of the perfect-drafter cells.
     repeats : int
-        Timed calls per point of a cost curve (the median is kept).
+        Timed calls per point of a cost curve, and timed (plain, speculative) pairs per sampling cell (the median is
+        kept).
     placement : str
         ``"device"``: the states on the model's device; ``"host"``: on the CPU (``DeviceModel``).
     device : str or None
@@ -131,6 +141,16 @@ GPU_HOST = replace(
     large_batches=(),
     placement="host",
 )
+GPU_COMPILED = replace(
+    FULL,
+    steps=(200, 1000, 50, 100),
+    drafters=("free-nearest", "free-exit"),
+    windows=("8",),
+    large_models=(),
+    large_batches=(),
+    perfect_windows=(),
+    compile=True,
+)
 CPU = Config(
     steps=(50, 200),
     batches=(1, 8),
@@ -151,10 +171,17 @@ SMOKE = Config(
     large_models=(),
     large_batches=(),
     perfect_windows=(4,),
-    repeats=1,
+    repeats=2,
 )
 #: ``gpu`` is the full preset under its earlier name.
-PRESETS: dict[str, Config] = {"full": FULL, "gpu": FULL, "gpu-host": GPU_HOST, "cpu": CPU, "smoke": SMOKE}
+PRESETS: dict[str, Config] = {
+    "full": FULL,
+    "gpu": FULL,
+    "gpu-host": GPU_HOST,
+    "gpu-compiled": GPU_COMPILED,
+    "cpu": CPU,
+    "smoke": SMOKE,
+}
 
 
 @dataclass(frozen=True)
@@ -304,6 +331,69 @@ def run_cost_curve(cell: CostCurveCell, seed: int) -> dict[str, Any]:
 # --- Sampling ------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TimedPairs:
+    """Timed (plain, speculative) pairs of one configuration, the same seeds in every run.
+
+    Attributes
+    ----------
+    result : SpeculativeResult
+        The last speculative run's result (every run samples the same noise).
+    baseline, speculative : list of float
+        Wall seconds of each pair's plain and speculative run.
+    draft : list of float
+        Seconds spent inside the draft's own calls in each speculative run (0 where not measured).
+    """
+
+    result: SpeculativeResult
+    baseline: list[float]
+    speculative: list[float]
+    draft: list[float]
+
+    @property
+    def speedups(self) -> list[float]:
+        return [plain / speculative for plain, speculative in zip(self.baseline, self.speculative, strict=True)]
+
+    @property
+    def speedups_without_draft(self) -> list[float]:
+        return [
+            plain / (speculative - draft)
+            for plain, speculative, draft in zip(self.baseline, self.speculative, self.draft, strict=True)
+        ]
+
+    def fields(self) -> dict[str, Any]:
+        """The record's timing fields: medians over the pairs, and every pair."""
+        return {
+            "wall_seconds": float(np.median(self.speculative)),
+            "baseline_wall_seconds": float(np.median(self.baseline)),
+            "speedup": float(np.median(self.speedups)),
+            "pairs": len(self.speedups),
+            "pair_wall_seconds": self.speculative,
+            "pair_baseline_wall_seconds": self.baseline,
+            "pair_speedups": self.speedups,
+        }
+
+
+#: One speculative run: its result, wall seconds and seconds inside the draft's own calls.
+SpeculativeRun = Callable[[], tuple[SpeculativeResult, float, float]]
+
+
+def timed_pairs(plain: Callable[[], float], speculative: SpeculativeRun, pairs: int, warm_up: bool) -> TimedPairs:
+    """``pairs`` times plain sampling (``plain()`` returns its wall seconds) then ``speculative()``; with
+    ``warm_up``, one untimed speculative run first (a compiled sampler compiles its round there)."""
+    if pairs < 1:
+        raise ValueError(f"pairs must be >= 1, got {pairs}")
+    if warm_up:
+        speculative()
+    baseline, walls, drafts = [], [], []
+    for _ in range(pairs):
+        baseline.append(plain())
+        result, wall, draft = speculative()
+        walls.append(wall)
+        drafts.append(draft)
+    return TimedPairs(result, baseline, walls, drafts)
+
+
 class _Case:
     """One (model, N, batch) case: plain and speculative runs with the same seeds.
 
@@ -320,9 +410,11 @@ class _Case:
         seed: int,
         host: bool,
         compiled: bool = False,
+        pairs: int = 1,
     ):
         self.kernel, self.batch, self.device, self.seed = kernel, batch, device, seed
         self.compiled = compiled  # plain and speculative sampling alike: an equally optimized baseline
+        self.pairs = pairs  # timed (plain, speculative) pairs per configuration
         self.model: Model = DeviceModel(model, device) if host else model
         states_device = torch.device("cpu") if host else device
         self.labels = torch.arange(batch, device=states_device) % 10
@@ -400,8 +492,12 @@ class _Case:
             )
         else:
             policy = FixedWindow(int(window))
-        baseline = self.plain_seconds()
-        result, wall = self._sample(network_drafter(drafter), policy, rule)
+
+        def run() -> tuple[SpeculativeResult, float, float]:
+            return (*self._sample(network_drafter(drafter), policy, rule), 0.0)
+
+        timing = timed_pairs(self.plain_seconds, run, self.pairs, warm_up=self.compiled)
+        result = timing.result
         summary = calibrate_run(result, rule) if result.accepted else None
         return {
             "steps": steps,
@@ -411,10 +507,8 @@ class _Case:
             "window": window,
             "target_calls": result.target_calls,
             "sequential_cost": result.sequential_cost,
-            "wall_seconds": wall,
-            "baseline_wall_seconds": baseline,
+            **timing.fields(),
             "baseline_target_calls": steps,
-            "speedup": baseline / wall,
             "call_ratio": steps / result.target_calls,
             "measured_steps_per_round": summary.measured_steps_per_round if summary else 1.0,
             "predicted_steps_per_round": summary.predicted_steps_per_round if summary else 1.0,
@@ -425,10 +519,14 @@ class _Case:
     def perfect(self, window: int, cost: Callable[[int], float]) -> dict[str, Any]:
         """Plain then speculative sampling with the target as its own draft (block rule, fixed window)."""
         steps = self.kernel.num_steps
-        baseline = self.plain_seconds()
-        draft_model = TimedModel(self.model, self.device)
-        result, wall = self._sample(ModelDrafter(draft_model, 0.0, name="perfect"), FixedWindow(window), "block")
-        without_draft = wall - draft_model.seconds
+
+        def run() -> tuple[SpeculativeResult, float, float]:
+            draft_model = TimedModel(self.model, self.device)
+            drafter = ModelDrafter(draft_model, 0.0, name="perfect")
+            return (*self._sample(drafter, FixedWindow(window), "block"), draft_model.seconds)
+
+        timing = timed_pairs(self.plain_seconds, run, self.pairs, warm_up=self.compiled)
+        without_draft = float(np.median(timing.speedups_without_draft))
         ideal = (window + 1) / (cost(self.batch * (window + 1)) / cost(self.batch))
         return {
             "steps": steps,
@@ -436,17 +534,16 @@ class _Case:
             "rule": "block",
             "drafter": "perfect",
             "window": str(window),
-            "target_calls": result.target_calls,
-            "sequential_cost": float(result.target_calls),
-            "wall_seconds": wall,
-            "baseline_wall_seconds": baseline,
+            "target_calls": timing.result.target_calls,
+            "sequential_cost": float(timing.result.target_calls),
+            **timing.fields(),
             "baseline_target_calls": steps,
-            "speedup": baseline / wall,
-            "call_ratio": steps / result.target_calls,
-            "draft_seconds": draft_model.seconds,
-            "speedup_without_draft": baseline / without_draft,
+            "call_ratio": steps / timing.result.target_calls,
+            "draft_seconds": float(np.median(timing.draft)),
+            "pair_draft_seconds": timing.draft,
+            "speedup_without_draft": without_draft,
             "ideal_speedup": ideal,
-            "efficiency": baseline / without_draft / ideal,
+            "efficiency": without_draft / ideal,
         }
 
 
@@ -467,7 +564,8 @@ def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
     device = torch.device(cell.device)
     model = _digits(cell.device)
     kernel = DDPMKernel(linear_schedule(1000), num_steps=cell.steps)
-    case = _Case(model, kernel, cell.batch, device, seed, host=cell.placement == "host", compiled=cell.compiled)
+    host = cell.placement == "host"
+    case = _Case(model, kernel, cell.batch, device, seed, host=host, compiled=cell.compiled, pairs=cell.repeats)
     _warm_up(case, cell)
     cost = None
     if cell.cost_batches:

@@ -4,16 +4,18 @@
 # starts no new cell after BENCH_SECONDS), then the DiT exactness check at full size on the GPU (no new check after
 # EXACTNESS_SECONDS, 0 to skip; it prints each check as it finishes). Every finished cell is also stored under
 # OUTPUT_DIR/cells, so the cells of a run cut short come back.
-# Usage: bash simulations/gpu_checks.sh OUTPUT_DIR [BENCH_SECONDS=330] [EXACTNESS_SECONDS=150] [PRESET...=gpu]
+# Usage: bash simulations/gpu_checks.sh OUTPUT_DIR [BENCH_SECONDS=150] [EXACTNESS_SECONDS=60] [PRESET...=gpu gpu-compiled]
+# The defaults fit one 10-minute call: about 1 minute of smoke checks, then each preset for BENCH_SECONDS plus its
+# last cell (a compiled cell compiles its round first, a minute or two), then the exactness check.
 # With SD_SECONDS > 0 in the environment, the Stable-Diffusion-sized benchmark (simulations.bench_sd_gpu) runs last,
 # starting no new cell after SD_SECONDS.
 # Without git on the machine, or with a stale copy of it, set SPECDIFF_COMMIT to the commit the tree was copied from.
 set -uo pipefail
 out=${1:?usage: gpu_checks.sh OUTPUT_DIR [BENCH_SECONDS] [EXACTNESS_SECONDS] [PRESET...]}
-bench_seconds=${2:-330}
-exactness_seconds=${3:-150}
+bench_seconds=${2:-150}
+exactness_seconds=${3:-60}
 shift $(($# < 3 ? $# : 3))
-presets=("${@:-gpu}")
+if [ $# -gt 0 ]; then presets=("$@"); else presets=(gpu gpu-compiled); fi
 export PYTHONUNBUFFERED=1
 mkdir -p "$out"
 nvidia-smi -L

@@ -534,7 +534,12 @@ def _randomness_text(results: Path) -> str:
     )
 
 
-GPU_BENCHES = ("bench_gpu.json", "bench_gpu_host.json")  # states on the GPU; states on the host (DeviceModel)
+#: The GPU runs and their labels: states on the GPU; on the host (DeviceModel); on the GPU, both samplers compiled.
+GPU_BENCHES = {
+    "bench_gpu.json": "states on the GPU",
+    "bench_gpu_host.json": "states on the host",
+    "bench_gpu_compiled.json": "states on the GPU, compiled",
+}
 SPEEDUP_HEADER = ["N", "batch", "drafter", "window", "fewer calls, token / block"]
 
 
@@ -594,6 +599,14 @@ def _baseline_spread(bench: dict[str, Any]) -> float:
     return max(max(times) / min(times) for times in cells.values())
 
 
+def _pairs_note(bench: dict[str, Any]) -> str:
+    """How a record's speedup was taken: one timed pair, or the median of the cell's repeated pairs."""
+    counts = sorted({int(record.get("pairs", 1)) for record in bench["records"]})
+    if counts in ([], [1]):
+        return "one timed pair per cell"
+    return f"the median over each cell's {'/'.join(map(str, counts))} timed pairs"
+
+
 def _bench_text(bench: dict[str, Any]) -> str:
     device = bench["records"][0]["device"] if bench["records"] else "?"
     rows = [
@@ -609,7 +622,8 @@ def _bench_text(bench: dict[str, Any]) -> str:
     ]
     text = (
         f"`python -m simulations.bench_gpu --preset {bench['preset']}` on **{device}** (commit "
-        f"`{bench['commit'][:10]}`); speedup = plain wall time / speculative wall time, same process:\n\n"
+        f"`{bench['commit'][:10]}`); speedup = plain wall time / speculative wall time, same process, "
+        f"{_pairs_note(bench)}:\n\n"
         f"{_table([*SPEEDUP_HEADER, 'wall speedup, token / block'], rows)}"
     )
     if _efficiencies(bench):
@@ -638,7 +652,7 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
     pairs = {name: _pairs(run) for name, run in runs.items()}
     appearance = {key: None for table in pairs.values() for key in table}  # the runs' order of drafters and windows
     keys = sorted(appearance, key=lambda key: key[:2])
-    labels = {"bench_gpu.json": "states on the GPU", "bench_gpu_host.json": "states on the host"}
+    labels = GPU_BENCHES
     rows = []
     for key in keys:
         first = next(table[key] for table in pairs.values() if key in table)
@@ -655,11 +669,16 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
             if run.get("complete", True)
             else f", stopped after {run['max_seconds']:.0f} s: cells without a value did not run"
         )
+        perfect = (
+            f" Perfect-drafter efficiency (speedup without the draft's time / ideal): {_efficiencies(run)}; "
+            f"{_sampler_time(run)};"
+            if _efficiencies(run)
+            else ""
+        )
         lines.append(
             f"- {labels[name]}: `python -m simulations.bench_gpu --preset {run['preset']}` on **{device}** "
-            f"({_commit_note(results, name, run)}; {run['seconds']:.0f} s{done}). Perfect-drafter efficiency "
-            f"(speedup without the draft's time / ideal): {_efficiencies(run)}; {_sampler_time(run)}; the plain "
-            f"baselines timed within one cell differ by up to {_baseline_spread(run):.2f}x."
+            f"({_commit_note(results, name, run)}; {run['seconds']:.0f} s{done}; {_pairs_note(run)}).{perfect} The "
+            f"plain baselines timed within one cell differ by up to {_baseline_spread(run):.2f}x."
         )
     cpu = _load(results, "bench_cpu.json")
     if cpu is not None and _sampler_time(cpu):
@@ -1018,9 +1037,7 @@ SECTIONS = (
         "speculative wall time measured in one process. On a CPU a call on m states costs about m calls on one, so "
         "fewer calls buy little wall time; on a GPU a batch of L + 1 states costs about one call.",
         gpu_table,
-        dict.fromkeys(
-            ("gpu/bench_gpu.json", "gpu/bench_gpu_host.json", "bench_cpu.json"), BENCH_EXPERIMENT.measured_code
-        ),
+        dict.fromkeys((*(f"gpu/{name}" for name in GPU_BENCHES), "bench_cpu.json"), BENCH_EXPERIMENT.measured_code),
     ),
     Section(
         "overhead",

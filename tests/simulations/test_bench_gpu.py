@@ -7,7 +7,9 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from simulations import bench_gpu
@@ -52,7 +54,11 @@ def test_smoke_writes_flat_records_and_resumes_from_the_store(tmp_path: Path) ->
                 "baseline_wall_seconds", "speedup", "call_ratio", "device", "placement", "compiled"}  # fmt: skip
     for record in records:
         assert required <= set(record) and record["device"] == "cpu" and record["placement"] == "device"
-        assert record["speedup"] == pytest.approx(record["baseline_wall_seconds"] / record["wall_seconds"])
+        assert record["pairs"] == bench_gpu.SMOKE.repeats == len(record["pair_speedups"])
+        assert record["speedup"] == pytest.approx(float(np.median(record["pair_speedups"])))
+        assert record["pair_speedups"] == pytest.approx(
+            [b / w for b, w in zip(record["pair_baseline_wall_seconds"], record["pair_wall_seconds"], strict=True)]
+        )
         assert record["call_ratio"] == pytest.approx(record["steps"] / record["target_calls"])
     smoke = bench_gpu.SMOKE
     assert len(records) == 2 * len(smoke.drafters) * len(smoke.windows) + len(smoke.perfect_windows)
@@ -88,3 +94,46 @@ def test_host_placement_keeps_the_states_on_the_host() -> None:
     assert [r["placement"] for r in host["records"]] == ["host"] * 2 and host["complete"] is True
     assert [r["placement"] for r in same["records"]] == ["device"] * 2 and len(same["cost_curves"]) == 3
     assert [r["target_calls"] for r in host["records"]] == [r["target_calls"] for r in same["records"]]
+
+
+def test_timed_pairs_alternate_plain_and_speculative_and_keep_the_warm_up_untimed() -> None:
+    calls: list[str] = []
+    walls = iter([4.0, 1.0, 9.0, 2.0, 3.0])  # the warm-up's wall (9.0 would spoil every median) comes first
+
+    def plain() -> float:
+        calls.append("plain")
+        return 6.0
+
+    def speculative() -> tuple[Any, float, float]:
+        calls.append("speculative")
+        return f"result {len(calls)}", next(walls), 0.5
+
+    timing = bench_gpu.timed_pairs(plain, speculative, pairs=4, warm_up=True)
+    assert calls == ["speculative", *["plain", "speculative"] * 4]
+    assert timing.result == "result 9" and timing.speculative == [1.0, 9.0, 2.0, 3.0]
+    assert timing.baseline == [6.0] * 4 and timing.draft == [0.5] * 4
+    assert timing.speedups == [6.0, 6.0 / 9.0, 3.0, 2.0]
+    assert timing.speedups_without_draft == pytest.approx([12.0, 6.0 / 8.5, 4.0, 2.4])
+    fields = timing.fields()
+    # Medians: of the pairs' speedups (not the ratio of the median times), and of each side's wall times.
+    assert fields["speedup"] == pytest.approx(2.5) and fields["pairs"] == 4
+    assert fields["wall_seconds"] == pytest.approx(2.5) and fields["baseline_wall_seconds"] == 6.0
+    assert fields["pair_speedups"] == timing.speedups and fields["pair_wall_seconds"] == timing.speculative
+    # Without a warm-up every speculative run is timed; at least one pair is needed.
+    calls.clear()
+    walls = iter([1.0])
+    assert bench_gpu.timed_pairs(plain, speculative, pairs=1, warm_up=False).speculative == [1.0]
+    assert calls == ["plain", "speculative"]
+    with pytest.raises(ValueError, match="pairs must be >= 1"):
+        bench_gpu.timed_pairs(plain, speculative, pairs=0, warm_up=False)
+
+
+def test_the_compiled_preset_compiles_both_samplers_and_puts_the_headline_cells_first() -> None:
+    config = bench_gpu.PRESETS["gpu-compiled"]
+    sampling = [cell for cell in bench_gpu.cells(config) if isinstance(cell, bench_gpu.SamplingCell)]
+    assert sampling and all(cell.compiled and cell.placement == "device" for cell in sampling)
+    # Timing the network inside a run (perfect drafter, adaptive policy) would split the compiled round: none here.
+    assert {cell.drafter for cell in sampling} == {"free-nearest", "free-exit"}
+    assert {cell.window for cell in sampling} == {"8"} and not any(cell.cost_batches for cell in sampling)
+    assert (sampling[0].batch, sampling[0].steps) == (1, 200)
+    assert config.repeats >= 5  # block over token as the median of at least 5 pairs

@@ -81,3 +81,14 @@ def test_the_compiled_steady_state_is_written_beside_the_target_only_where_measu
     # A run from before the split (no steady-state fields) adds nothing.
     unsplit = {"status": "not met", "round_over_plain_step": {"block": 4.2}}
     assert report._steady_state_text({"config": {"steps": 32}, "targets": {"compiled_round_time": unsplit}}) == ""
+
+
+def test_a_gpu_run_says_whether_its_speedups_are_single_pairs_or_medians_of_pairs() -> None:
+    assert report._pairs_note({"records": [{"speedup": 1.2}, {"speedup": 0.9}]}) == "one timed pair per cell"
+    assert report._pairs_note({"records": []}) == "one timed pair per cell"
+    five = {"records": [{"pairs": 5}, {"pairs": 5}]}
+    assert report._pairs_note(five) == "the median over each cell's 5 timed pairs"
+    assert (
+        report._pairs_note({"records": [{"pairs": 5}, {"pairs": 3}]}) == "the median over each cell's 3/5 timed pairs"
+    )
+    assert set(report.GPU_BENCHES) == {"bench_gpu.json", "bench_gpu_host.json", "bench_gpu_compiled.json"}
