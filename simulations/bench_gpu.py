@@ -41,7 +41,7 @@ device|host`` and ``--compile``. The framework's ``--max-seconds S`` starts no c
 then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store,
 so a rerun measures only the rest.
 
-Run ``python -m simulations.bench_gpu [--preset full|gpu-host|cpu|smoke] [--device cuda] [--max-seconds S]``.
+Run ``python -m simulations.bench_gpu [--preset full|gpu-host|gpu-compiled|cpu|smoke] [--device cuda] [--max-seconds S]``.
 Writes ``results/gpu/bench_gpu.json`` (full) or ``results/smoke/gpu/bench_gpu.json`` (any other preset): give
 ``--output results/gpu/bench_gpu_host.json`` to the ``gpu-host`` run, ``--output results/gpu/bench_gpu_compiled.json``
 to the ``gpu-compiled`` run and ``--output results/bench_cpu.json`` to the ``cpu`` run, the files the results page
