@@ -33,19 +33,19 @@ Records are flat JSON: speedup records hold ``kind, model, device, placement, co
 window, target_calls, wall_seconds, baseline_wall_seconds, speedup, call_ratio`` and more; cost-curve records hold
 ``kind, model, blocks, batches, seconds, device``. Top level: ``complete`` (every cell ran). Presets: ``full`` (also
 called ``gpu``: the H100 run), ``gpu-host`` (the same runs with the states on the host, without the large models'
-curves, which do not depend on the placement), ``gpu-compiled`` (plain and speculative sampling compiled, the
-headline cells first: fixed windows, reuse and early-exit drafters; no perfect-drafter or adaptive cells, whose
-in-run timing of the network would split the compiled round), ``cpu`` (a reduced run for a CPU-only machine) and
+curves, which do not depend on the placement), ``gpu-compiled`` (plain and speculative sampling compiled, the headline
+cells first: fixed windows, reuse and early-exit drafters; a compiled run has no perfect-drafter or adaptive cells,
+whose in-run timing of the network would split the compiled round), ``cpu`` (a reduced run for a CPU-only machine) and
 ``smoke`` (seconds, for the tests). Options: ``--device`` (default: cuda when available, else cpu), ``--placement
 device|host`` and ``--compile``. The framework's ``--max-seconds S`` starts no cell after S seconds (the results file
-then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store,
-so a rerun measures only the rest.
+then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store, so a
+rerun measures only the rest.
 
-Run ``python -m simulations.bench_gpu [--preset full|gpu-host|gpu-compiled|cpu|smoke] [--device cuda] [--max-seconds S]``.
-Writes ``results/gpu/bench_gpu.json`` (full) or ``results/smoke/gpu/bench_gpu.json`` (any other preset): give
-``--output results/gpu/bench_gpu_host.json`` to the ``gpu-host`` run, ``--output results/gpu/bench_gpu_compiled.json``
-to the ``gpu-compiled`` run and ``--output results/bench_cpu.json`` to the ``cpu`` run, the files the results page
-reads.
+Run ``python -m simulations.bench_gpu [--preset full|gpu-host|gpu-compiled|cpu|smoke] [--device cuda]``
+``[--max-seconds S]``. Writes ``results/gpu/bench_gpu.json`` (full) or ``results/smoke/gpu/bench_gpu.json`` (any other
+preset): give ``--output results/gpu/bench_gpu_host.json`` to the ``gpu-host`` run, ``--output
+results/gpu/bench_gpu_compiled.json`` to the ``gpu-compiled`` run and ``--output results/bench_cpu.json`` to the
+``cpu`` run, the files the results page reads.
 """
 
 from __future__ import annotations
@@ -236,7 +236,10 @@ def cost_curve_cells(config: Config, device: str) -> list[CostCurveCell]:
 
 
 def sampling_cells(config: Config, device: str) -> list[SamplingCell]:
-    """For each (batch, N): every rule x drafter x window, then the perfect drafter at each of its windows."""
+    """For each (batch, N): every rule x drafter x window, then the perfect drafter at each of its windows.
+
+    Compiled (``config.compile``), without the adaptive and perfect-drafter cells: they time the network inside the
+    run (synchronized clock reads), which would split the compiled round into pieces and time something else."""
 
     def cell(steps: int, batch: int, rule: Rule, drafter: str, window: str) -> SamplingCell:
         needs_curve = window == "adaptive" or drafter == "perfect"
@@ -245,13 +248,15 @@ def sampling_cells(config: Config, device: str) -> list[SamplingCell]:
             steps, batch, rule, drafter, window, config.placement, config.compile, device, cost_batches, config.repeats
         )
 
+    windows = tuple(window for window in config.windows if not (config.compile and window == "adaptive"))
+    perfect_windows = () if config.compile else config.perfect_windows
     cells = []
     for batch in config.batches:
         for steps in config.steps:
             for rule in RULES:
                 for drafter in config.drafters:
-                    cells += [cell(steps, batch, rule, drafter, window) for window in config.windows]
-            cells += [cell(steps, batch, "block", "perfect", str(window)) for window in config.perfect_windows]
+                    cells += [cell(steps, batch, rule, drafter, window) for window in windows]
+            cells += [cell(steps, batch, "block", "perfect", str(window)) for window in perfect_windows]
     return cells
 
 

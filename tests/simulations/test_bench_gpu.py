@@ -137,3 +137,10 @@ def test_the_compiled_preset_compiles_both_samplers_and_puts_the_headline_cells_
     assert {cell.window for cell in sampling} == {"8"} and not any(cell.cost_batches for cell in sampling)
     assert (sampling[0].batch, sampling[0].steps) == (1, 200)
     assert config.repeats >= 5  # block over token as the median of at least 5 pairs
+    # --compile on any preset drops those cells too, and keeps the rest.
+    eager = [cell for cell in bench_gpu.cells(bench_gpu.SMOKE) if isinstance(cell, bench_gpu.SamplingCell)]
+    every = bench_gpu.cells(replace(bench_gpu.SMOKE, compile=True))
+    compiled = [cell for cell in every if isinstance(cell, bench_gpu.SamplingCell)]
+    kept = [replace(cell, compiled=False) for cell in compiled]
+    assert kept == [cell for cell in eager if cell.window != "adaptive" and cell.drafter != "perfect"] != []
+    assert all(cell.compiled for cell in compiled)
