@@ -40,7 +40,8 @@ Cells (``simulations.experiment``; wall times, so ``timed``): one per (d, B, mod
 and then every (L, rule) on the same chain and noise (the cell's seed) in one process, so the rounds and the plain
 step they are compared with (the compiled target's ratio included) always come from one complete measurement.
 
-Run ``python -m simulations.round_cost`` (about 4 minutes on one core) or ``--smoke`` (seconds). Writes
+Run ``python -m simulations.round_cost`` (about 10 minutes on a 2-core machine, most of it the eager d = 16384,
+B = 64 cell; one thread) or ``--smoke`` (seconds). Writes
 ``results/round_cost.json`` (``--output`` to change it) and prints markdown tables. Besides the records (one per
 cell: ``plain`` and its ``speculative`` rows), the file holds every row flattened as ``plain`` and ``cells``, the
 layout of ``results/round_cost_before.json`` (the same benchmark run before the round was rebuilt, which the
