@@ -490,10 +490,15 @@ def round_cost_table(results: Path) -> str:
         f"N = {sizes['steps']}, CPU, one thread; counts per round on a simulated device (every CPU tensor of the "
         f"sampler standing for a device tensor); the sampler's own time is the wall time less the mean functions' "
         f"(eager) or the wall time with both means traced into the graph (compiled: one graph per round, and per "
-        f"plain step), fastest of {sizes['repeats']}; before and after are separate runs, which may be on machines "
+        f"plain step), fastest of {sizes['repeats']}{_compiled_repeats(sizes)}; before and after are separate runs, "
+        f"which may be on machines "
         f"of different speed (compare the ratios within a run):\n\n{_table(headers, rows)}\n\n"
         f"Targets: {targets}.{_steady_state_text(after)}{_randomness_text(results)}"
     )
+
+
+def _compiled_repeats(sizes: dict[str, Any]) -> str:
+    return f" (compiled: {sizes['compiled_repeats']})" if "compiled_repeats" in sizes else ""
 
 
 def _steady_state_text(after: dict[str, Any]) -> str:

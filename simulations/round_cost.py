@@ -17,9 +17,10 @@ Per row (d, batch B, window L, rule, mode):
   the launches are the sampler's own. Divided by ``result.rounds``.
 - the same per plain step, from a counted ``plain_chain`` run divided by N;
 - the sampler's own CPU time per round and per plain step: wall time less the time spent inside the target and draft
-  mean functions (``time.perf_counter`` around each call), fastest of 3 repeats after a warm-up run, one thread,
-  plain CPU tensors (no counter, no simulation). As in ``simulations.overhead``, glibc is asked to keep freed
-  memory (without it the large d = 16384 rounds spend as much time faulting pages in as computing).
+  mean functions (``time.perf_counter`` around each call), fastest of 3 repeats (compiled: 20, a run taking
+  milliseconds) after a warm-up run, one thread, plain CPU tensors (no counter, no simulation). As in
+  ``simulations.overhead``, glibc is asked to keep freed memory (without it the large d = 16384 rounds spend as much
+  time faulting pages in as computing).
 
 Mode ``compiled`` passes ``compile=True`` to ``speculative_chain`` (and to ``plain_chain`` if it takes it); where the
 keyword does not exist its cells are recorded as ``"unavailable"``. A compiled round (or plain step) is one graph with
@@ -103,6 +104,8 @@ class Config:
     #: Compiled cells are also timed on a chain this many times longer (one more compile each), which splits their
     #: time into a cost per added round (or step) and a fixed cost per run; see :func:`steady_state`.
     longer_factor: int = 4
+    #: Timed repeats of a compiled row (a run takes milliseconds: the fastest of many is robust to a busy machine).
+    compiled_repeats: int = 20
 
 
 FULL = Config(
@@ -440,7 +443,7 @@ def cells(config: Config) -> list[RoundCell]:
                         batch=batch,
                         mode=mode,
                         steps=config.steps,
-                        repeats=config.repeats,
+                        repeats=config.repeats if mode == "eager" else config.compiled_repeats,
                         windows=config.windows,
                         rules=RULES,
                         measured_windows=windows,
