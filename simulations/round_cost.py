@@ -41,7 +41,7 @@ Cells (``simulations.experiment``; wall times, so ``timed``): one per (d, B, mod
 and then every (L, rule) on the same chain and noise (the cell's seed) in one process, so the rounds and the plain
 step they are compared with (the compiled target's ratio included) always come from one complete measurement.
 
-Run ``python -m simulations.round_cost`` (about 10 minutes on a 2-core machine, most of it the eager d = 16384,
+Run ``python -m simulations.round_cost`` (5 to 10 minutes on a 2-core machine, most of it the eager d = 16384,
 B = 64 cell; one thread) or ``--smoke`` (seconds). Writes
 ``results/round_cost.json`` (``--output`` to change it) and prints markdown tables. Besides the records (one per
 cell: ``plain`` and its ``speculative`` rows), the file holds every row flattened as ``plain`` and ``cells``, the
@@ -131,7 +131,8 @@ class SteadyState:
     fixed_microseconds_per_run : float
         ``t_short - rounds_short x microseconds_per_added_round``: the time that does not grow with the rounds (the
         per-sample keys, the first plan, the move of the statistics to the host), which a short run divides over
-        few rounds.
+        few rounds. An estimate from two timings: where it is small against the rounds' time (large batches) their
+        noise can make it come out negative.
     """
 
     microseconds_per_added_round: float
