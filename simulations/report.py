@@ -589,11 +589,17 @@ def _sampler_time(bench: dict[str, Any]) -> str:
         for r in perfect
     ]
     steps = [(r["baseline_wall_seconds"] - r["steps"] * cost(r["batch"])) / r["steps"] for r in perfect]
-    return (
+    text = (
         f"the sampler's own time per speculative round {1e3 * min(rounds):.1f}–{1e3 * max(rounds):.1f} ms and per "
         f"plain step {1e3 * min(steps):.2f}–{1e3 * max(steps):.2f} ms (perfect-drafter records: wall time less the "
         f"draft's time and the network's time from the cost curve)"
     )
+    if min(*rounds, *steps) < 0:
+        text += (
+            ", not reliable in this run: a negative value means the cost curve, timed apart from the runs, "
+            "overstates the network's time inside them"
+        )
+    return text
 
 
 def _baseline_spread(bench: dict[str, Any]) -> float:

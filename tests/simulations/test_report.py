@@ -61,7 +61,12 @@ def test_sampler_time_and_baseline_spread_from_a_synthetic_run() -> None:
     }
     text = report._sampler_time(bench)
     assert "per speculative round 9.0–9.0 ms" in text and "per plain step 0.50–0.50 ms" in text
+    assert "not reliable" not in text
     assert report._baseline_spread(bench) == 2.0
+    # A plain baseline faster than the cost curve allows (8 ms for 10 calls of 1 ms): the estimate says so.
+    bench["records"][0]["baseline_wall_seconds"] = 0.008
+    text = report._sampler_time(bench)
+    assert "per plain step -0.20–-0.20 ms" in text and "not reliable in this run" in text
     assert report._sampler_time({"cost_curves": [], "records": [_record(drafter="frozen")]}) == ""
 
 
