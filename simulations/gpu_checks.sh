@@ -38,8 +38,8 @@ python3 -m simulations.dit_exactness --smoke --device "$device" --output "$out/d
 tail -3 "$out/smoke.log"
 for preset in "${presets[@]}"; do
     timeout $((bench_seconds + 240)) python3 -m simulations.bench_gpu --preset "$preset" --max-seconds "$bench_seconds" \
-        --device "$device" --verbose --output "$out/bench_${preset//-/_}.json" --store "$out/cells/bench_${preset//-/_}" 2>&1 \
-        | tee "$out/bench_${preset//-/_}.log"
+        --device "$device" --verbose --output "$out/bench_${preset//-/_}.json" \
+        --store "$out/cells/bench_${preset//-/_}" 2>&1 | tee "$out/bench_${preset//-/_}.log"
 done
 if [ "$exactness_seconds" -gt 0 ]; then
     timeout $((exactness_seconds + 120)) python3 -m simulations.dit_exactness --device "$device" --verbose \

@@ -663,7 +663,6 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
     pairs = {name: _pairs(run) for name, run in runs.items()}
     appearance = {key: None for table in pairs.values() for key in table}  # the runs' order of drafters and windows
     keys = sorted(appearance, key=lambda key: key[:2])
-    labels = GPU_BENCHES
     rows = []
     for key in keys:
         first = next(table[key] for table in pairs.values() if key in table)
@@ -671,7 +670,7 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
         rows.append(
             [str(key[0]), str(key[1]), key[2], key[3], calls, *(_speedups(pairs[name].get(key)) for name in runs)]
         )
-    header = [*SPEEDUP_HEADER, *(f"wall speedup, token / block ({labels[name]})" for name in runs)]
+    header = [*SPEEDUP_HEADER, *(f"wall speedup, token / block ({GPU_BENCHES[name]})" for name in runs)]
     lines = []
     for name, run in runs.items():
         device = run["records"][0]["device"] if run["records"] else "?"
@@ -687,7 +686,7 @@ def _gpu_bench_text(results: Path, runs: dict[str, dict[str, Any]]) -> str:
             else ""
         )
         lines.append(
-            f"- {labels[name]}: `python -m simulations.bench_gpu --preset {run['preset']}` on **{device}** "
+            f"- {GPU_BENCHES[name]}: `python -m simulations.bench_gpu --preset {run['preset']}` on **{device}** "
             f"({_commit_note(results, name, run)}; {run['seconds']:.0f} s{done}; {_pairs_note(run)}).{perfect} The "
             f"plain baselines timed within one cell differ by up to {_baseline_spread(run):.2f}x."
         )

@@ -24,13 +24,13 @@ Per row (d, batch B, window L, rule, mode):
 
 Mode ``compiled`` passes ``compile=True`` to ``speculative_chain`` (and to ``plain_chain`` if it takes it); where the
 keyword does not exist its cells are recorded as ``"unavailable"``. A compiled round (or plain step) is one graph with
-the mean functions traced into it, so there the sampler's own time is the wall time, the near-free means included,
-for plain and speculative sampling alike (timing the means would put a clock read inside the graph). Compiled cells
-are timed only, never counted: under a dispatch mode compiled code runs its eager operations, and fusion is not seen.
-Each compiled row is timed again on a chain ``longer_factor`` (4) times longer, and the two runs are split into the
-time each added round costs and a fixed time per run (the per-sample keys, the first plan, the move of the statistics
-to the host; :func:`steady_state`), which a 32-step run divides over its few rounds (block at L = 8: about 5). The
-compiled target is judged on whole runs of N steps, as before; the steady-state ratio is reported beside it.
+the mean functions traced into it, so there the sampler's own time is the wall time, the near-free means included, for
+plain and speculative sampling alike (timing the means would put a clock read inside the graph). Compiled cells are
+timed only, never counted: under a dispatch mode compiled code runs its eager operations, and fusion is not seen. Each
+compiled row is timed again on a chain ``longer_factor`` (4) times longer, and the two runs are split into the time each
+added round costs and a fixed time per run (the per-sample keys, the first plan, the move of the statistics to the host;
+:func:`steady_state`), which a 32-step run divides over its few rounds. The compiled target is judged on whole runs of N
+steps, as before; the steady-state ratio is reported beside it.
 
 The ``targets`` section evaluates the goals of the round rebuild from these measurements: at most one host
 synchronization per round; at most 300 kernel-launching operations per round eager at L = 8, not growing with B
@@ -161,7 +161,7 @@ class RoundCell:
     rules: tuple[str, ...]
     measured_windows: tuple[int, ...]  # the windows measured (compiled: limited to save compile time)
     plain_measured: bool  # compiled: whether plain sampling is measured at this d
-    longer_factor: int = 4  # compiled: also timed on a chain this many times longer (see steady_state)
+    longer_factor: int  # compiled: also timed on a chain this many times longer (see steady_state)
 
 
 class TimedMean:
@@ -342,17 +342,18 @@ def _steady_state(
 def measure_plain(cell: RoundCell, seed: int) -> dict[str, Any]:
     """Plain sampling at the cell's (d, B, mode): counts per step (eager) and the sampler's own time per step."""
     keywords = compile_keywords()
+    compiled = cell.mode == "compiled"
     record: dict[str, Any] = {"dimension": cell.dimension, "batch": cell.batch, "mode": cell.mode, "steps": cell.steps}
-    if cell.mode == "compiled":
+    if compiled:
         record["compiled"] = keywords["plain_chain"]
         if not keywords["speculative_chain"]:
             return {**record, "status": "unavailable", "reason": "speculative_chain takes no compile keyword"}
     if not cell.plain_measured:
         return {**record, "status": "not run", "reason": "compiled cells are limited to save compile time"}
-    extra = {"compile": True} if cell.mode == "compiled" and keywords["plain_chain"] else {}
+    extra = {"compile": True} if compiled and keywords["plain_chain"] else {}
     counted: dict[str, Any] | None
     error: str | None
-    if cell.mode == "compiled":
+    if compiled:
         counted, error = None, "not counted: the counter cannot see compiled kernels"
     else:
         counted, error = _counted("plain", cell.dimension, cell.batch, 0, "block", cell.steps, seed, extra)
@@ -366,9 +367,8 @@ def measure_plain(cell: RoundCell, seed: int) -> dict[str, Any]:
         seed,
         cell.repeats,
         extra,
-        warm_up=cell.mode == "compiled",
+        warm_up=compiled,
     )
-    compiled = cell.mode == "compiled"
     record.update(
         status="measured",
         counts_per_step=counted,
