@@ -11,7 +11,8 @@ The cells (``simulations.experiment``; a timed experiment: its records are wall 
    of the same model, batch, seeds, precision and device, one right after the other, and records both wall times
    and their ratio (``speedup``). The adaptive policy is given the cost curve of the digits network and the
    sampler's own time per round (``_Case.round_overhead``), both measured in its own cell before the timed pair.
-   Both samplers run eagerly (no CUDA graphs; ``torch.compile`` only with ``--compile``, for both alike) under
+   Both samplers run eagerly unless ``--compile``: then both are compiled and, on a CUDA device, replayed from CUDA
+   graphs after two warm-up rounds (plain steps) of each run (``graph="auto"``), alike; always under
    ``torch.no_grad``. Each process runs one untimed plain sampling per (N, batch, placement) before its first
    timed run there (the warm-up).
 3. **Perfect drafter** (draft = target, every step accepted; ``drafter: "perfect"``): the time inside the draft's

@@ -24,6 +24,7 @@ SAMPLER_CODE = (
     "specdiff/drafters.py",
     "specdiff/policies.py",
     "specdiff/kernels.py",
+    "specdiff/graphs.py",
 )
 
 

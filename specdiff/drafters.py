@@ -90,6 +90,12 @@ class Drafter:
         Sequential cost of one drafted step, in target calls (0 for reuse / extrapolation, K/depth for early exit).
     draft_cost_per_round : float
         Sequential cost paid once per speculative round (1 for the frozen draft's root call).
+
+    Notes
+    -----
+    Memory kept across rounds lives in tensor attributes of the drafter itself, updated in place or rebound to a
+    tensor of the same shape and dtype: a round replayed from a graph (``graph=`` of the samplers,
+    :mod:`specdiff.graphs`) follows those, not tensors kept in containers.
     """
 
     name = "drafter"

@@ -49,6 +49,11 @@ class WindowPolicy:
     probes_plain_steps : bool
         Whether the sampler should compute the draft at the root of a plain step and report its gap (only done when
         the drafter is free).
+
+    Notes
+    -----
+    State kept across rounds lives in tensor attributes of the policy, as for a drafter
+    (:class:`specdiff.drafters.Drafter`), so that a round replayed from a graph follows it.
     """
 
     probes_plain_steps = False

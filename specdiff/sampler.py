@@ -46,6 +46,7 @@ import torch
 
 from specdiff.chain import Model, ModelChain, kernel_sigmas
 from specdiff.drafters import Drafter, FreeDrafter, MeanDrafter, RoundObservation
+from specdiff.graphs import CudaGraph, Graph, SimulatedGraph, StaticStep
 from specdiff.kernels import Kernel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.randomness import (
@@ -76,6 +77,14 @@ MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``mean(states, steps)``: states (M, *event) and per-row step indices (M,) long -> means (M, *event)."""
 
 Generators = torch.Generator | Sequence[torch.Generator]
+
+GraphMode = Literal["auto", "off", "cuda", "simulated"]
+"""How rounds (and plain steps) run: ``"auto"`` replays them from a CUDA graph when ``compile=True`` and the states
+are on a CUDA device (and runs them as they are otherwise); ``"off"`` never; ``"cuda"`` always (a CUDA device is
+needed); ``"simulated"`` replays them from :class:`specdiff.graphs.SimulatedGraph`, a CUDA graph's semantics on any
+device (slow: for tests)."""
+
+GRAPH_MODES: tuple[GraphMode, ...] = ("auto", "off", "cuda", "simulated")
 
 #: State dtypes the samplers accept: half precision rounds a state by more than a small sigma (not exact).
 STATE_DTYPES = (torch.float32, torch.float64)
@@ -247,6 +256,39 @@ def _plain_model_step(
     return next_state, torch.isfinite(next_state).flatten(1).all(dim=1)
 
 
+@dataclass(frozen=True)
+class _PlainStep:
+    """Plain steps as steps of a replayed loop: the carry is (states, first non-finite step, step index), all on
+    the device; the same arithmetic as the plain loop of :func:`plain_chain`."""
+
+    step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    target_mean: MeanFunction
+    step_indices: torch.Tensor  # (N,) long
+    sigmas: torch.Tensor  # (N,) float64
+    keys: torch.Tensor
+    codes: torch.Tensor
+
+    def __call__(self, carry: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], None]:
+        state, first_bad, index = carry
+        at = index.view(1)  # a (1,) index: a 0-d one would be read on the host
+        steps = self.step_indices[at].expand(state.shape[0])
+        state, finite = self.step(self.target_mean, state, steps, self.sigmas[at], self.keys, self.codes)
+        return (state, _first_bad(first_bad, finite, index, self.sigmas.shape[0]), index + 1), None
+
+    def deterministic(self, carry: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """A sigma-0 step (the model call alone), run as it is between replays."""
+        state, first_bad, index = carry
+        steps = self.step_indices[index.view(1)].expand(state.shape[0])
+        state = _checked_mean(self.target_mean(state, steps), state, "target_mean")
+        finite = torch.isfinite(state).flatten(1).all(dim=1)
+        return state, _first_bad(first_bad, finite, index, self.sigmas.shape[0]), index + 1
+
+
+def _first_bad(first_bad: torch.Tensor, finite: torch.Tensor, index: torch.Tensor | int, horizon: int) -> torch.Tensor:
+    """The first step whose state was not finite (``horizon`` while none)."""
+    return torch.where(finite.all() | (first_bad < horizon), first_bad, index)
+
+
 def plain_chain(
     target_mean: MeanFunction,
     sigmas: torch.Tensor,
@@ -254,6 +296,7 @@ def plain_chain(
     *,
     generator: Generators,
     compile: bool = False,
+    graph: GraphMode = "auto",
 ) -> ChainResult:
     """Ancestral sampling of the target chain: ``x_{n+1} = target_mean(x_n, n) + sigmas[n] * noise_n``.
 
@@ -269,6 +312,10 @@ def plain_chain(
     compile : bool
         Run each stochastic step, the call of ``target_mean`` included, through ``torch.compile`` (one graph for
         every step: the same work as one round of ``speculative_chain(..., compile=True)``).
+    graph : {"auto", "off", "cuda", "simulated"}
+        Replay each stochastic step from a graph after two warm-up steps (:data:`GraphMode`; ``"auto"``: a CUDA
+        graph when ``compile=True`` on a CUDA device), exactly as :func:`speculative_chain` replays its rounds, so
+        that the two are equally optimized. The same samples as without.
 
     Returns
     -------
@@ -290,14 +337,27 @@ def plain_chain(
     step = _compiled(device.type).plain_step if compile else _plain_model_step
     first_bad = torch.full((), horizon, dtype=torch.long, device=device)
     state = x_init.clone()
-    for index in range(horizon):
-        steps = step_indices[index].expand(batch)
-        if stochastic[index]:
-            state, finite = step(target_mean, state, steps, step_sigmas[index], keys, codes)
-        else:
-            state = _checked_mean(target_mean(state, steps), state, "target_mean")
-            finite = torch.isfinite(state).flatten(1).all(dim=1)
-        first_bad = torch.where(finite.all() | (first_bad < horizon), first_bad, index)
+    chosen_graph = _graph(graph, compile, device)
+    if chosen_graph is not None:
+        # The step index is a device tensor of the carry, so that one recording serves every stochastic step.
+        stepped = _PlainStep(step, target_mean, step_indices, step_sigmas, keys, codes)
+        replayed = StaticStep(stepped, chosen_graph)
+        carry: tuple[torch.Tensor, ...] = (state, first_bad, step_indices[0].clone())
+        for index in range(horizon):
+            if stochastic[index]:
+                carry = replayed(carry)[0]
+            else:
+                carry = stepped.deterministic(carry)
+        state, first_bad = carry[0], carry[1]
+    else:
+        for index in range(horizon):
+            steps = step_indices[index].expand(batch)
+            if stochastic[index]:
+                state, finite = step(target_mean, state, steps, step_sigmas[index], keys, codes)
+            else:
+                state = _checked_mean(target_mean(state, steps), state, "target_mean")
+                finite = torch.isfinite(state).flatten(1).all(dim=1)
+            first_bad = _first_bad(first_bad, finite, index, horizon)
     bad = int(first_bad)
     if bad < horizon:
         _raise_non_finite(bad, "the target mean")
@@ -356,6 +416,7 @@ def speculative_chain(
     rule: SamplerRule,
     generator: Generators,
     compile: bool = False,
+    graph: GraphMode = "auto",
 ) -> SpeculativeResult:
     """Speculative sampling of the chain of ``plain_chain``, exactly distributed as it.
 
@@ -380,6 +441,12 @@ def speculative_chain(
         commit, the drafter's and the policy's updates and the next round's plan. The round's width is then always
         the policy's maximum window, so one graph serves every round. Model code that ``torch.compile`` cannot trace
         splits the graph there (it still runs, eagerly); the first call compiles (tens of seconds).
+    graph : {"auto", "off", "cuda", "simulated"}
+        Replay each round from a graph after two warm-up rounds (:data:`GraphMode`; ``"auto"``: a CUDA graph when
+        ``compile=True`` on a CUDA device): one launch per round instead of hundreds, the target call included. The
+        round's width is then the policy's maximum window, as under ``compile``. The model must be capturable (no
+        host reads, no new allocations that outlive a call); the drafter and the policy keep their tensors in
+        their own attributes (:mod:`specdiff.graphs`). The same samples as without.
 
     Returns
     -------
@@ -393,7 +460,7 @@ def speculative_chain(
 
     policy = _as_policy(window)
     return _speculate(
-        evaluate, drafter, None, sigmas, x_init, _Options(policy, _as_rule(rule, policy), generator, compile)
+        evaluate, drafter, None, sigmas, x_init, _Options(policy, _as_rule(rule, policy), generator, compile, graph)
     )
 
 
@@ -408,6 +475,7 @@ def sample(
     generator: Generators,
     conditioning: Mapping[str, torch.Tensor] | None = None,
     compile: bool = False,
+    graph: GraphMode = "auto",
 ) -> SpeculativeResult:
     """Speculative sampling of a diffusion model, exactly distributed as :func:`sample_plain`.
 
@@ -433,6 +501,8 @@ def sample(
         Per-sample keyword arguments of the model (e.g. ``{"y": labels}``).
     compile : bool
         As in :func:`speculative_chain`.
+    graph : {"auto", "off", "cuda", "simulated"}
+        As in :func:`speculative_chain`.
 
     Returns
     -------
@@ -441,7 +511,7 @@ def sample(
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
     _check_conditioning(chain, x_init)
     policy = _as_policy(AdaptiveWindow() if window is None else window)
-    options = _Options(policy, _as_rule(rule, policy), generator, compile)
+    options = _Options(policy, _as_rule(rule, policy), generator, compile, graph)
     return _speculate(
         chain.evaluate, FreeDrafter() if drafter is None else drafter, chain, kernel_sigmas(kernel), x_init, options
     )
@@ -455,6 +525,7 @@ def sample_plain(
     generator: Generators,
     conditioning: Mapping[str, torch.Tensor] | None = None,
     compile: bool = False,
+    graph: GraphMode = "auto",
 ) -> ChainResult:
     """Plain ancestral sampling of a diffusion model (one target call per step); arguments as :func:`sample`."""
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
@@ -465,7 +536,7 @@ def sample_plain(
     def target_mean(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         return chain.evaluate(states, steps, rows)[0]
 
-    return plain_chain(target_mean, kernel_sigmas(kernel), x_init, generator=generator, compile=compile)
+    return plain_chain(target_mean, kernel_sigmas(kernel), x_init, generator=generator, compile=compile, graph=graph)
 
 
 def _check_conditioning(chain: ModelChain, x_init: torch.Tensor) -> None:
@@ -485,6 +556,7 @@ class _Options:
     rule: VerificationRule | RuleChoice
     generator: Generators
     compile: bool
+    graph: GraphMode = "auto"
 
 
 @dataclass(frozen=True)
@@ -753,6 +825,10 @@ def _round(
     return (next_state, log, *_plan(setup, next_state))
 
 
+_Advance = Callable[[_Setup, SamplerState, _Plan, _Layout], tuple[SamplerState, _RoundLog, _Plan, torch.Tensor]]
+"""A round after planning: :func:`_round` or its compiled form."""
+
+
 def _speculate(
     evaluate: Evaluate,
     drafter: Drafter,
@@ -778,6 +854,11 @@ def _speculate(
     logs: list[_RoundLog] = []
     layouts: dict[int, _Layout] = {}
     advance = _compiled(device.type).speculative_round if options.compile else _round
+    graph = _graph(options.graph, options.compile, device)
+    replayed: StaticStep | None = None
+    if graph is not None:
+        layout = _layout(policy.max_window, batch, math.prod(x_init.shape[1:]), device)
+        replayed = StaticStep(_carried_round(advance, setup, layout), graph, (drafter, policy))
     plan, flags = _plan(setup, state)
     while True:
         running, longest, first_bad = flags.tolist()  # the round's one host synchronization
@@ -785,6 +866,10 @@ def _speculate(
             _raise_non_finite(first_bad, "a target or draft mean (or the state they give) in the round starting")
         if not running:
             break
+        if replayed is not None:
+            (state, plan, flags), log = replayed((state, plan, flags))
+            logs.append(log)
+            continue
         width = policy.max_window if options.compile else longest
         if width not in layouts:
             layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
@@ -793,6 +878,33 @@ def _speculate(
     result = _result(logs, state.states, setup, drafter)
     result.wall_seconds = time.perf_counter() - start_time
     return result
+
+
+_Carry = tuple[SamplerState, _Plan, torch.Tensor]
+
+
+def _carried_round(advance: _Advance, setup: _Setup, layout: _Layout) -> Callable[[_Carry], tuple[_Carry, _RoundLog]]:
+    """A round as a step of a replayed loop (:class:`specdiff.graphs.StaticStep`): what it hands to the next round
+    (state, plan, flags) and what it logs."""
+
+    def step(carry: _Carry) -> tuple[_Carry, _RoundLog]:
+        state, log, plan, flags = advance(setup, carry[0], carry[1], layout)
+        return (state, plan, flags), log
+
+    return step
+
+
+def _graph(mode: GraphMode, compiled: bool, device: torch.device) -> Graph | None:
+    """The graph that records a round (or a plain step), or None to run them as they are."""
+    if mode not in GRAPH_MODES:
+        raise ValueError(f"graph must be one of {GRAPH_MODES}, got {mode!r}")
+    if mode == "simulated":
+        return SimulatedGraph()
+    if mode == "cuda" or (mode == "auto" and compiled and device.type == "cuda"):
+        if device.type != "cuda":
+            raise ValueError(f"graph='cuda' needs states on a CUDA device, got {device}")
+        return CudaGraph()
+    return None
 
 
 def _rule_family(rule: VerificationRule | RuleChoice) -> str:
@@ -866,9 +978,7 @@ def _unpack(flat: np.ndarray, batch: int, widths: np.ndarray) -> tuple[np.ndarra
 class _Compiled:
     """The compiled forms of a speculative round (:func:`_round`) and of a stochastic plain step."""
 
-    speculative_round: Callable[
-        [_Setup, SamplerState, _Plan, _Layout], tuple[SamplerState, _RoundLog, _Plan, torch.Tensor]
-    ]
+    speculative_round: _Advance
     plain_step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
