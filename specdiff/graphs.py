@@ -7,8 +7,9 @@ were used while recording. A loop whose step hands new tensors to the next step 
 therefore run by :class:`StaticStep` as follows.
 
 - The step's *carry* (its argument and the first part of its result, any nesting of dataclasses, tuples, lists
-  and tensors) is copied once into static buffers; the recorded step reads them, computes the next carry and
-  copies it back into them (:func:`copy_carry`), so every replay starts from the previous one's result.
+  and tensors) is copied once into static buffers (detached: capture and replays record no autograd history); the
+  recorded step reads them, computes the next carry and copies it back into them (:func:`copy_carry`), so every
+  replay starts from the previous one's result.
 - Objects the step updates as a side effect (a drafter's memory, a policy's statistics: the *holders*) may keep
   their tensors either by writing into them in place (nothing to do) or by rebinding an attribute to a new tensor;
   a rebound attribute is copied back into the tensor it held before the step and bound to it again
@@ -17,7 +18,9 @@ therefore run by :class:`StaticStep` as follows.
   caller gets a clone.
 
 The first ``warmup`` calls run the step as it is (CUDA libraries initialize lazily, ``torch.compile`` compiles,
-drafters allocate their memory on first use); the next one records it and every later call replays it.
+drafters allocate their memory on first use); the next one records it and every later call replays it. If the
+recording fails (a model that reads a value on the host cannot be captured), ``fallback=True`` warns and runs the
+step as it is from then on; nothing the failed recording touched has run, so the run continues exactly.
 
 :class:`CudaGraph` is ``torch.cuda.CUDAGraph``. :class:`SimulatedGraph` gives the same semantics on any device, so
 that a CPU-only machine tests everything above: it records every aten operation of the captured call (a
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -39,7 +43,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-Carry = TypeVar("Carry")
 Output = TypeVar("Output")
 
 
@@ -88,11 +91,6 @@ def _mapped(carry: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any
 def _shares_memory(left: torch.Tensor, right: torch.Tensor) -> bool:
     """Whether two tensors may overlap (same storage): a host check on metadata, no synchronization."""
     return left.untyped_storage().data_ptr() == right.untyped_storage().data_ptr()
-
-
-def clone_carry(carry: Carry) -> Carry:
-    """A carry of the same structure whose tensors are fresh copies (the static buffers of :class:`StaticStep`)."""
-    return _mapped(carry, torch.clone)
 
 
 def copy_carry(destination: Any, source: Any) -> None:
@@ -179,19 +177,30 @@ class StaticStep:
         Objects whose tensor attributes the step updates (see the module docstring).
     warmup : int
         Ordinary calls before the capture (>= 1).
+    fallback : bool
+        If the capture fails (a step that reads a value on the host, or a model CUDA cannot capture), warn and run
+        the step as it is from then on, instead of raising.
 
     Calling it with the current carry returns ``(next carry, output)``. Once the step is recorded, the carry it
     returns is its static buffers (pass it back unchanged: a different carry is copied into them first), and the
-    output is a clone of the graph's.
+    output is a clone of the graph's. Capture and replays run without autograd (sampling has no gradient).
     """
 
     def __init__(
-        self, step: Callable[[Any], tuple[Any, Any]], graph: Graph, holders: Sequence[object] = (), *, warmup: int = 2
+        self,
+        step: Callable[[Any], tuple[Any, Any]],
+        graph: Graph,
+        holders: Sequence[object] = (),
+        *,
+        warmup: int = 2,
+        fallback: bool = False,
     ):
         if warmup < 1:
             raise ValueError(f"warmup must be >= 1, got {warmup!r}")
         self._step, self._graph, self._holders, self._warmup = step, graph, tuple(holders), int(warmup)
+        self._fallback = fallback
         self._calls = 0
+        self._failed = False
         self._static: Any = None
         self._output: Any = None
 
@@ -201,16 +210,43 @@ class StaticStep:
         return self._static is not None
 
     def __call__(self, carry: Any) -> tuple[Any, Any]:
+        if self._failed:
+            return self._step(carry)
         if self._calls < self._warmup:
             self._calls += 1
             return self._graph.warm_up(lambda: self._step(carry))
         if self._static is None:
-            self._static = clone_carry(carry)
-            self._output = self._graph.capture(self._recorded)
+            if not self._capture(carry):
+                return self._step(carry)
         elif carry is not self._static:
             copy_carry(self._static, carry)
         self._graph.replay()
         return self._static, _mapped(self._output, torch.clone)
+
+    def _capture(self, carry: Any) -> bool:
+        """Record the step on static copies of ``carry``; False if it failed and ``fallback`` is set."""
+        before = tensor_attributes(self._holders)
+        with torch.no_grad():
+            self._static = _mapped(carry, lambda tensor: tensor.detach().clone())
+            try:
+                self._output = self._graph.capture(self._recorded)
+            except Exception as error:
+                self._static = None
+                if not self._fallback:
+                    raise
+                # Nothing ran (a capture only records), so the holders' earlier tensors are still current.
+                for holder, attributes in zip(self._holders, before, strict=True):
+                    for name, value in attributes.items():
+                        setattr(holder, name, value)
+                self._failed = True
+                warnings.warn(
+                    f"the step could not be captured as a graph ({type(error).__name__}: {error}); it runs without "
+                    "one from now on",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return False
+        return True
 
     def _recorded(self) -> Any:
         """One step on the static buffers, its next carry written back into them (what the graph records)."""
@@ -353,16 +389,23 @@ class SimulatedGraph:
         if self._calls is not None:
             raise RuntimeError("this graph is already captured")
         recorder = _Recorder()
-        with recorder:
-            outputs = function()
-        recorder.restore()
+        try:
+            with recorder:
+                outputs = function()
+        finally:
+            recorder.restore()  # also after a failed capture: nothing it touched has run, as on a GPU
         self._calls = recorder.calls
         return outputs
 
     def replay(self) -> None:
         if self._calls is None:
             raise RuntimeError("replay before capture")
-        for call in self._calls:
+        with torch.no_grad():  # a CUDA graph's replay records no autograd history either
+            self._replay(self._calls)
+
+    @staticmethod
+    def _replay(calls: list[_Call]) -> None:
+        for call in calls:
             if not call.replay:
                 continue
             result = call.function(*call.args, **call.kwargs)

@@ -80,9 +80,10 @@ Generators = torch.Generator | Sequence[torch.Generator]
 
 GraphMode = Literal["auto", "off", "cuda", "simulated"]
 """How rounds (and plain steps) run: ``"auto"`` replays them from a CUDA graph when ``compile=True`` and the states
-are on a CUDA device (and runs them as they are otherwise); ``"off"`` never; ``"cuda"`` always (a CUDA device is
-needed); ``"simulated"`` replays them from :class:`specdiff.graphs.SimulatedGraph`, a CUDA graph's semantics on any
-device (slow: for tests)."""
+are on a CUDA device, and runs them as they are otherwise or when the capture fails (with a warning: a model that
+reads a value on the host cannot be captured); ``"off"`` never; ``"cuda"`` always (a CUDA device is needed; a failed
+capture raises); ``"simulated"`` replays them from :class:`specdiff.graphs.SimulatedGraph`, a CUDA graph's semantics
+on any device (slow: for tests; a failed capture raises)."""
 
 GRAPH_MODES: tuple[GraphMode, ...] = ("auto", "off", "cuda", "simulated")
 
@@ -315,7 +316,8 @@ def plain_chain(
     graph : {"auto", "off", "cuda", "simulated"}
         Replay each stochastic step from a graph after two warm-up steps (:data:`GraphMode`; ``"auto"``: a CUDA
         graph when ``compile=True`` on a CUDA device), exactly as :func:`speculative_chain` replays its rounds, so
-        that the two are equally optimized. The same samples as without.
+        that the two are equally optimized. The same samples as without, but a replayed run keeps no autograd
+        history (a run without a graph does, for a model with parameters that require gradients).
 
     Returns
     -------
@@ -341,13 +343,14 @@ def plain_chain(
     if chosen_graph is not None:
         # The step index is a device tensor of the carry, so that one recording serves every stochastic step.
         stepped = _PlainStep(step, target_mean, step_indices, step_sigmas, keys, codes)
-        replayed = StaticStep(stepped, chosen_graph)
+        replayed = StaticStep(stepped, chosen_graph, fallback=graph == "auto")
         carry: tuple[torch.Tensor, ...] = (state, first_bad, step_indices[0].clone())
-        for index in range(horizon):
-            if stochastic[index]:
-                carry = replayed(carry)[0]
-            else:
-                carry = stepped.deterministic(carry)
+        with torch.no_grad():  # (replays record no autograd history: none of the run does)
+            for index in range(horizon):
+                if stochastic[index]:
+                    carry = replayed(carry)[0]
+                else:
+                    carry = stepped.deterministic(carry)
         state, first_bad = carry[0], carry[1]
     else:
         for index in range(horizon):
@@ -451,6 +454,8 @@ def speculative_chain(
     Returns
     -------
     SpeculativeResult
+        Computed without autograd (``torch.no_grad``): accepting or rejecting a draft is not differentiable, and a
+        history kept across rounds would only hold memory.
     """
     drafter = draft_mean if isinstance(draft_mean, Drafter) else MeanDrafter(draft_mean)
 
@@ -829,6 +834,7 @@ _Advance = Callable[[_Setup, SamplerState, _Plan, _Layout], tuple[SamplerState, 
 """A round after planning: :func:`_round` or its compiled form."""
 
 
+@torch.no_grad()
 def _speculate(
     evaluate: Evaluate,
     drafter: Drafter,
@@ -858,7 +864,9 @@ def _speculate(
     replayed: StaticStep | None = None
     if graph is not None:
         layout = _layout(policy.max_window, batch, math.prod(x_init.shape[1:]), device)
-        replayed = StaticStep(_carried_round(advance, setup, layout), graph, (drafter, policy))
+        replayed = StaticStep(
+            _carried_round(advance, setup, layout), graph, (drafter, policy), fallback=options.graph == "auto"
+        )
     plan, flags = _plan(setup, state)
     while True:
         running, longest, first_bad = flags.tolist()  # the round's one host synchronization

@@ -63,6 +63,27 @@ def test_the_simulation_sees_an_attribute_the_replay_does_not_follow() -> None:
     assert not torch.equal(result, expected)
 
 
+def _host_reading(memory: _Memory) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    def step(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        memory.total.add_(x)  # written before the host read: a failed capture must leave it as it was
+        return 0.5 * x + memory.total * (1.0 + 0.0 * float(x.sum())), x.sum()
+
+    return step
+
+
+def test_a_step_that_cannot_be_captured_falls_back_or_raises() -> None:
+    start = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    expected, expected_outputs = _loop(_host_reading(_Memory()), start.clone(), 6)
+    memory = _Memory()
+    replayed = StaticStep(_host_reading(memory), SimulatedGraph(), (memory,), fallback=True)
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        result, outputs = _loop(replayed, start.clone(), 6)
+    assert not replayed.captured
+    assert torch.equal(result, expected) and torch.equal(torch.stack(outputs), torch.stack(expected_outputs))
+    with pytest.raises(RuntimeError, match="host"):
+        _loop(StaticStep(_host_reading(_Memory()), SimulatedGraph(), ()), start.clone(), 6)
+
+
 def test_capture_leaves_earlier_memory_unchanged_and_its_own_undefined() -> None:
     kept = torch.ones(4)
     graph = SimulatedGraph()
@@ -159,6 +180,29 @@ def test_a_replayed_round_gives_the_samples_and_statistics_of_the_round(
         for g in ("off", "simulated")
     ]
     assert runs[1].rounds >= 5 and _same_run(*runs)
+
+
+def test_a_replayed_round_of_a_model_with_parameters_records_no_gradient() -> None:
+    # Outside torch.no_grad, a model whose parameters require gradients (this raised in _result before: the logs
+    # required gradients): speculative sampling keeps no autograd history, replayed or not. Plain sampling as it is
+    # keeps it (a reparameterized chain), replayed plain steps do not; the samples are the same.
+    weight = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return weight * x + 0.001 * t[:, None]
+
+    runs = [
+        sample(model, KERNEL, START, rule="block", generator=torch.Generator().manual_seed(5), graph=g)
+        for g in ("off", "simulated")
+    ]
+    assert torch.equal(runs[0].samples, runs[1].samples) and runs[1].rounds >= 5
+    assert not runs[0].samples.requires_grad and not runs[1].samples.requires_grad
+    plain = [
+        sample_plain(model, KERNEL, START, generator=torch.Generator().manual_seed(5), graph=g)
+        for g in ("off", "simulated")
+    ]
+    assert plain[0].samples.requires_grad and not plain[1].samples.requires_grad
+    assert torch.equal(plain[0].samples.detach(), plain[1].samples)
 
 
 def test_a_replayed_round_with_a_fixed_window_and_a_chain() -> None:
