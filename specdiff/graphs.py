@@ -258,22 +258,37 @@ class StaticStep:
 
 
 class CudaGraph:
-    """``torch.cuda.CUDAGraph``: warm-up calls on a side stream, one capture, replays."""
+    """``torch.cuda.CUDAGraph``: warm-up calls and the capture on a side stream, replays on the current one.
+
+    The capture is ``capture_begin`` / ``capture_end`` on a side stream, as ``torch.cuda.graph`` does, without the
+    device synchronization, ``gc.collect()`` and ``empty_cache()`` it adds on entry: a sampler captures once per run,
+    and a full garbage collection per run would be timed with it.
+    """
 
     def __init__(self) -> None:
         self._graph = torch.cuda.CUDAGraph()
 
     def warm_up(self, function: Callable[[], Output]) -> Output:
+        return self._on_side_stream(function)
+
+    def capture(self, function: Callable[[], Output]) -> Output:
+        def captured() -> Output:
+            self._graph.capture_begin()
+            try:
+                return function()
+            finally:
+                self._graph.capture_end()
+
+        return self._on_side_stream(captured)
+
+    @staticmethod
+    def _on_side_stream(function: Callable[[], Output]) -> Output:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             result = function()
         torch.cuda.current_stream().wait_stream(stream)
         return result
-
-    def capture(self, function: Callable[[], Output]) -> Output:
-        with torch.cuda.graph(self._graph):
-            return function()
 
     def replay(self) -> None:
         self._graph.replay()

@@ -318,3 +318,78 @@ def test_a_compiled_round_replayed_from_a_graph(monkeypatch: pytest.MonkeyPatch)
         for g in ("off", "simulated")
     ]
     assert torch.equal(*plain)
+
+
+class _FakeCuda:
+    """Records the CUDA calls CudaGraph makes (a CPU-only machine has no CUDA to capture with)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.current = "main"
+        fake = self
+
+        class Stream:
+            def __init__(self) -> None:
+                self.name = "side"
+
+            def wait_stream(self, other: Any) -> None:
+                fake.calls.append(f"{self.name} waits for {other.name}")
+
+        class StreamContext:
+            def __init__(self, stream: Any) -> None:
+                self.stream, self.previous = stream, None
+
+            def __enter__(self) -> None:
+                self.previous, fake.current = fake.current, self.stream.name
+
+            def __exit__(self, *exc: Any) -> None:
+                fake.current = self.previous
+
+        class Graph:
+            def capture_begin(self) -> None:
+                fake.calls.append(f"capture_begin on {fake.current}")
+
+            def capture_end(self) -> None:
+                fake.calls.append(f"capture_end on {fake.current}")
+
+            def replay(self) -> None:
+                fake.calls.append(f"replay on {fake.current}")
+
+        main = Stream()
+        main.name = "main"
+        self.CUDAGraph, self.Stream, self.stream = Graph, Stream, StreamContext
+        self.current_stream = lambda: main
+
+
+def test_the_cuda_graph_captures_on_a_side_stream_and_always_ends_the_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    from specdiff import graphs
+
+    fake = _FakeCuda()
+    for name in ("CUDAGraph", "Stream", "stream", "current_stream"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    graph = graphs.CudaGraph()
+    assert graph.warm_up(lambda: fake.current) == "side"
+
+    def work() -> int:
+        fake.calls.append(f"work on {fake.current}")
+        return 7
+
+    assert graph.capture(work) == 7
+    graph.replay()
+    assert fake.calls == [
+        "side waits for main",
+        "main waits for side",
+        "side waits for main",
+        "capture_begin on side",
+        "work on side",
+        "capture_end on side",
+        "main waits for side",
+        "replay on main",
+    ]
+
+    def failing() -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    with pytest.raises(RuntimeError, match="capturing"):
+        graphs.CudaGraph().capture(failing)
+    assert fake.calls[-1] == "capture_end on side" and fake.current == "main"
