@@ -30,8 +30,10 @@ the network; with ``"host"`` (the ``gpu-host`` preset, or ``--placement host``) 
 network's batched calls go to the GPU (:class:`specdiff.placement.DeviceModel`), plain and speculative sampling
 alike. For a small network a round of a few hundred small operations costs less on the host than as kernel launches.
 
-Records are flat JSON: speedup records hold ``kind, model, device, placement, compiled, steps, batch, rule, drafter,
-window, target_calls, wall_seconds, baseline_wall_seconds, speedup, call_ratio`` and more; cost-curve records hold
+Records are flat JSON: speedup records hold ``kind, model, device, placement, compiled, graphed, graph_fallbacks,
+steps, batch, rule, drafter, window, target_calls, wall_seconds, baseline_wall_seconds, speedup, call_ratio`` and more
+(``graphed``: compiled with the states on a CUDA device, so both samplers replay CUDA graphs; ``graph_fallbacks``:
+timed runs in which a capture failed and the sampler ran without its graph, with a warning); cost-curve records hold
 ``kind, model, blocks, batches, seconds, device``. Top level: ``complete`` (every cell ran). Presets: ``full`` (also
 called ``gpu``: the H100 run), ``gpu-host`` (the same runs with the states on the host, without the large models'
 curves, which do not depend on the placement), ``gpu-compiled`` (plain and speculative sampling compiled, the headline
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -420,6 +423,7 @@ class _Case:
     ):
         self.kernel, self.batch, self.device, self.seed = kernel, batch, device, seed
         self.compiled = compiled  # plain and speculative sampling alike: an equally optimized baseline
+        self.graph_fallbacks = 0  # timed runs whose CUDA graph capture failed (they ran without one)
         self.pairs = pairs  # timed (plain, speculative) pairs per configuration
         self.model: Model = DeviceModel(model, device) if host else model
         states_device = torch.device("cpu") if host else device
@@ -430,8 +434,15 @@ class _Case:
         return [torch.Generator().manual_seed(self.seed + 1 + i) for i in range(self.batch)]
 
     def _timed(self, function: Callable[[], Any]) -> tuple[Any, float]:
-        with torch.no_grad():
-            return timed(function, self.device)
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            outcome = timed(function, self.device)
+        for warning in caught:
+            if "could not be captured" in str(warning.message):
+                self.graph_fallbacks += 1  # graph="auto" ran a round or plain step without its CUDA graph
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return outcome
 
     def plain_seconds(self, model: Model | None = None) -> float:
         conditioning = {"y": self.labels}
@@ -585,7 +596,10 @@ def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
     else:
         record = case.speculative(cell.rule, cell.drafter, cell.window, cost)
     context = {"model": "digits", "device": device_name(device), "placement": cell.placement}
-    return {"kind": "speedup", **context, "compiled": cell.compiled, **record}
+    # Compiled on CUDA, both samplers replay CUDA graphs (graph="auto") unless a capture failed.
+    graphed = cell.compiled and device.type == "cuda" and not host
+    flags = {"compiled": cell.compiled, "graphed": graphed, "graph_fallbacks": case.graph_fallbacks}
+    return {"kind": "speedup", **context, **flags, **record}
 
 
 def run_cell(cell: BenchCell, seed: int) -> dict[str, Any]:

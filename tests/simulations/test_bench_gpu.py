@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from simulations import bench_gpu
 from specdiff.models.dit import DIT_PRESETS
@@ -51,9 +54,11 @@ def test_smoke_writes_flat_records_and_resumes_from_the_store(tmp_path: Path) ->
     assert {(c["model"], c["blocks"]) for c in curves} == {("digits", 4), ("digits", 1), ("digits", 2)}
     assert all(c["batches"] == list(bench_gpu.SMOKE.cost_batches) and len(c["seconds"]) == 4 for c in curves)
     required = {"model", "steps", "batch", "rule", "drafter", "window", "target_calls", "wall_seconds",
-                "baseline_wall_seconds", "speedup", "call_ratio", "device", "placement", "compiled"}  # fmt: skip
+                "baseline_wall_seconds", "speedup", "call_ratio", "device", "placement", "compiled", "graphed",
+                "graph_fallbacks"}  # fmt: skip
     for record in records:
         assert required <= set(record) and record["device"] == "cpu" and record["placement"] == "device"
+        assert record["graphed"] is False and record["graph_fallbacks"] == 0
         assert record["pairs"] == bench_gpu.SMOKE.repeats == len(record["pair_speedups"])
         assert record["speedup"] == pytest.approx(float(np.median(record["pair_speedups"])))
         assert record["pair_speedups"] == pytest.approx(
@@ -144,3 +149,19 @@ def test_the_compiled_preset_compiles_both_samplers_and_puts_the_headline_cells_
     kept = [replace(cell, compiled=False) for cell in compiled]
     assert kept == [cell for cell in eager if cell.window != "adaptive" and cell.drafter != "perfect"] != []
     assert all(cell.compiled for cell in compiled)
+
+
+def test_a_timed_run_counts_the_captures_that_fell_back() -> None:
+    # A compiled CUDA run replays graphs unless a capture failed (graph="auto" then warns and runs without one):
+    # the record says how often, and other warnings pass through.
+    case = SimpleNamespace(device=torch.device("cpu"), graph_fallbacks=0)
+
+    def fell_back() -> int:
+        warnings.warn("the step could not be captured as a graph (RuntimeError: x)", RuntimeWarning, stacklevel=1)
+        return 3
+
+    assert bench_gpu._Case._timed(case, fell_back)[0] == 3  # type: ignore[arg-type]
+    assert case.graph_fallbacks == 1
+    with pytest.warns(UserWarning, match="other"):
+        bench_gpu._Case._timed(case, lambda: warnings.warn("other", UserWarning, stacklevel=1))  # type: ignore[arg-type]
+    assert case.graph_fallbacks == 1
