@@ -13,7 +13,7 @@ import torch
 from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter
 from specdiff.graphs import SimulatedGraph, StaticStep, copy_carry
 from specdiff.kernels import DDPMKernel, linear_schedule
-from specdiff.policies import AdaptiveWindow, FixedWindow
+from specdiff.policies import FixedWindow
 from specdiff.sampler import SpeculativeResult, plain_chain, sample, sample_plain, speculative_chain
 from tests.specdiff.test_sampler_contract import _traced_only
 
@@ -298,7 +298,7 @@ def test_bad_graph_modes() -> None:
     with pytest.raises(ValueError, match="CUDA device"):
         sample(_model, KERNEL, START, generator=torch.Generator(), graph="cuda")
     # "auto" on a CPU runs the rounds as they are
-    auto = sample(_model, KERNEL, START, generator=torch.Generator().manual_seed(3), window=AdaptiveWindow())
+    auto = sample(_model, KERNEL, START, generator=torch.Generator().manual_seed(3), graph="auto")
     off = sample(_model, KERNEL, START, generator=torch.Generator().manual_seed(3), graph="off")
     assert torch.equal(auto.samples, off.samples)
 
