@@ -73,7 +73,7 @@ from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.models.dit import DIT_PRESETS, DiT, load_pretrained
 from specdiff.placement import DeviceModel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
-from specdiff.sampler import SpeculativeResult, sample, sample_plain
+from specdiff.sampler import SpeculativeResult, replayed_graph, sample, sample_plain
 from specdiff.timing import TimedModel, median_seconds, timed
 from specdiff.verify import Rule
 
@@ -426,9 +426,9 @@ class _Case:
         self.graph_fallbacks = 0  # timed runs whose CUDA graph capture failed (they ran without one)
         self.pairs = pairs  # timed (plain, speculative) pairs per configuration
         self.model: Model = DeviceModel(model, device) if host else model
-        states_device = torch.device("cpu") if host else device
-        self.labels = torch.arange(batch, device=states_device) % 10
-        self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(states_device)
+        self.states_device = torch.device("cpu") if host else device
+        self.labels = torch.arange(batch, device=self.states_device) % 10
+        self.noise = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).to(self.states_device)
 
     def generators(self) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(self.seed + 1 + i) for i in range(self.batch)]
@@ -596,8 +596,8 @@ def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
     else:
         record = case.speculative(cell.rule, cell.drafter, cell.window, cost)
     context = {"model": "digits", "device": device_name(device), "placement": cell.placement}
-    # Compiled on CUDA, both samplers replay CUDA graphs (graph="auto") unless a capture failed.
-    graphed = cell.compiled and device.type == "cuda" and not host
+    # Both samplers run with graph="auto": they replay CUDA graphs unless a capture failed (graph_fallbacks).
+    graphed = replayed_graph("auto", cell.compiled, case.states_device) == "cuda"
     flags = {"compiled": cell.compiled, "graphed": graphed, "graph_fallbacks": case.graph_fallbacks}
     return {"kind": "speedup", **context, **flags, **record}
 

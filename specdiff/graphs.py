@@ -43,6 +43,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from specdiff.opcount import SCALAR_READ_OPS
+
 Output = TypeVar("Output")
 
 
@@ -151,10 +153,7 @@ def restore_attributes(holders: Sequence[object], before: list[dict[str, torch.T
                     f"{type(holder).__name__}.{name} was bound to a new tensor of another shape (or none before) "
                     "during a replayed step: a graph cannot replay that allocation"
                 )
-            if not _shares_memory(previous, value):
-                previous.copy_(value)
-            else:
-                previous.copy_(value.clone())
+            previous.copy_(value.clone() if _shares_memory(previous, value) else value)
             setattr(holder, name, previous)
 
 
@@ -298,16 +297,6 @@ class CudaGraph:
 # The simulation
 # ---------------------------------------------------------------------------------------------------------------
 
-#: Operations that read a tensor's value on the host (a synchronization): not allowed while capturing.
-_HOST_READS = frozenset(
-    {
-        torch.ops.aten._local_scalar_dense.default,
-        torch.ops.aten.is_nonzero.default,
-        torch.ops.aten.equal.default,
-        torch.ops.aten.allclose.default,
-    }
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class _Call:
@@ -341,7 +330,7 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, function: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if function in _HOST_READS:
+        if function._overloadpacket.__name__ in SCALAR_READ_OPS:  # a host read: a synchronization
             raise RuntimeError(
                 f"{function} reads a tensor's value on the host while a graph is being captured (on a GPU the "
                 "capture fails: a replayed step must not synchronize)"
@@ -427,8 +416,3 @@ class SimulatedGraph:
             fresh = [value for value in tree_flatten(result)[0] if isinstance(value, torch.Tensor)]
             for recorded, value in zip(call.outputs, fresh, strict=False):
                 recorded.copy_(value)
-
-    @property
-    def operations(self) -> int:
-        """How many operations the capture recorded (views included)."""
-        return 0 if self._calls is None else len(self._calls)

@@ -279,10 +279,17 @@ class _PlainStep:
     def deterministic(self, carry: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """A sigma-0 step (the model call alone), run as it is between replays."""
         state, first_bad, index = carry
-        steps = self.step_indices[index.view(1)].expand(state.shape[0])
-        state = _checked_mean(self.target_mean(state, steps), state, "target_mean")
-        finite = torch.isfinite(state).flatten(1).all(dim=1)
+        state, finite = _deterministic_step(self.target_mean, state, self.step_indices[index.view(1)])
         return state, _first_bad(first_bad, finite, index, self.sigmas.shape[0]), index + 1
+
+
+def _deterministic_step(
+    target_mean: MeanFunction, state: torch.Tensor, step: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sigma-0 step of the plain chain (the model call alone, ``step`` of shape () or (1,)): the next states and
+    whether each row is finite."""
+    state = _checked_mean(target_mean(state, step.expand(state.shape[0])), state, "target_mean")
+    return state, torch.isfinite(state).flatten(1).all(dim=1)
 
 
 def _first_bad(first_bad: torch.Tensor, finite: torch.Tensor, index: torch.Tensor | int, horizon: int) -> torch.Tensor:
@@ -354,12 +361,11 @@ def plain_chain(
         state, first_bad = carry[0], carry[1]
     else:
         for index in range(horizon):
-            steps = step_indices[index].expand(batch)
             if stochastic[index]:
+                steps = step_indices[index].expand(batch)
                 state, finite = step(target_mean, state, steps, step_sigmas[index], keys, codes)
             else:
-                state = _checked_mean(target_mean(state, steps), state, "target_mean")
-                finite = torch.isfinite(state).flatten(1).all(dim=1)
+                state, finite = _deterministic_step(target_mean, state, step_indices[index])
             first_bad = _first_bad(first_bad, finite, index, horizon)
     bad = int(first_bad)
     if bad < horizon:
@@ -561,7 +567,7 @@ class _Options:
     rule: VerificationRule | RuleChoice
     generator: Generators
     compile: bool
-    graph: GraphMode = "auto"
+    graph: GraphMode
 
 
 @dataclass(frozen=True)
@@ -902,17 +908,28 @@ def _carried_round(advance: _Advance, setup: _Setup, layout: _Layout) -> Callabl
     return step
 
 
+def replayed_graph(graph: GraphMode, compile: bool, device: torch.device) -> Literal["cuda", "simulated"] | None:
+    """The kind of graph a sampler called with ``graph`` and ``compile``, states on ``device``, replays its rounds
+    (or plain steps) from; None when it runs them as they are.
+
+    Raises
+    ------
+    ValueError
+        An unknown mode, or ``graph="cuda"`` with states off CUDA.
+    """
+    if graph not in GRAPH_MODES:
+        raise ValueError(f"graph must be one of {GRAPH_MODES}, got {graph!r}")
+    if graph == "cuda" and device.type != "cuda":
+        raise ValueError(f"graph='cuda' needs states on a CUDA device, got {device}")
+    if graph == "simulated":
+        return "simulated"
+    return "cuda" if graph == "cuda" or (graph == "auto" and compile and device.type == "cuda") else None
+
+
 def _graph(mode: GraphMode, compiled: bool, device: torch.device) -> Graph | None:
     """The graph that records a round (or a plain step), or None to run them as they are."""
-    if mode not in GRAPH_MODES:
-        raise ValueError(f"graph must be one of {GRAPH_MODES}, got {mode!r}")
-    if mode == "simulated":
-        return SimulatedGraph()
-    if mode == "cuda" or (mode == "auto" and compiled and device.type == "cuda"):
-        if device.type != "cuda":
-            raise ValueError(f"graph='cuda' needs states on a CUDA device, got {device}")
-        return CudaGraph()
-    return None
+    kind = replayed_graph(mode, compiled, device)
+    return None if kind is None else (SimulatedGraph() if kind == "simulated" else CudaGraph())
 
 
 def _rule_family(rule: VerificationRule | RuleChoice) -> str:

@@ -14,7 +14,7 @@ from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, Frozen
 from specdiff.graphs import SimulatedGraph, StaticStep, copy_carry
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.policies import FixedWindow
-from specdiff.sampler import SpeculativeResult, plain_chain, sample, sample_plain, speculative_chain
+from specdiff.sampler import SpeculativeResult, plain_chain, replayed_graph, sample, sample_plain, speculative_chain
 from tests.specdiff.test_sampler_contract import _traced_only
 
 torch.set_num_threads(1)
@@ -301,6 +301,18 @@ def test_bad_graph_modes() -> None:
     auto = sample(_model, KERNEL, START, generator=torch.Generator().manual_seed(3), graph="auto")
     off = sample(_model, KERNEL, START, generator=torch.Generator().manual_seed(3), graph="off")
     assert torch.equal(auto.samples, off.samples)
+
+
+def test_which_graph_each_mode_replays() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # (a device object needs no CUDA)
+    assert replayed_graph("auto", True, cuda) == "cuda"
+    assert replayed_graph("auto", False, cuda) is None
+    assert replayed_graph("auto", True, cpu) is None
+    assert replayed_graph("off", True, cuda) is None
+    assert replayed_graph("cuda", False, cuda) == "cuda"
+    assert replayed_graph("simulated", False, cpu) == "simulated"
+    with pytest.raises(ValueError, match="CUDA device"):
+        replayed_graph("cuda", True, cpu)
 
 
 def test_a_compiled_round_replayed_from_a_graph(monkeypatch: pytest.MonkeyPatch) -> None:
