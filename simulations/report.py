@@ -493,7 +493,22 @@ def round_cost_table(results: Path) -> str:
         f"plain step), fastest of {sizes['repeats']}{_compiled_repeats(sizes)}; before and after are separate runs, "
         f"which may be on machines "
         f"of different speed (compare the ratios within a run):\n\n{_table(headers, rows)}\n\n"
-        f"Targets: {targets}.{_steady_state_text(after)}{_randomness_text(results)}"
+        f"Targets: {targets}.{_attribution_text(after)}{_steady_state_text(after)}{_randomness_text(results)}"
+    )
+
+
+def _attribution_text(after: dict[str, Any]) -> str:
+    """How many of the eager block round's launches (d = 64, B = 1, L = 8) the residual's quantile and mass make."""
+    target = after["targets"].get("launches_per_round", {})
+    key = "block d=64 B=1"
+    within = {name: values.get(key) for name, values in target.get("of_which", {}).items()}
+    total = target.get("launches_per_round", {}).get(key)
+    if total is None or not within or None in within.values():
+        return ""
+    return (
+        f" Of the eager block round's {total:.0f} launches (d = 64, B = 1, L = {round_cost.TARGET_WINDOW}), "
+        f"the residual's quantile makes {within[round_cost.RESIDUAL_QUANTILE]:.0f} (`{round_cost.RESIDUAL_QUANTILE}`) "
+        f"and its mass {within[round_cost.RESIDUAL_MASS]:.0f} (`{round_cost.RESIDUAL_MASS}`, the stop probabilities)."
     )
 
 

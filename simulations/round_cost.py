@@ -14,7 +14,9 @@ Per row (d, batch B, window L, rule, mode):
   :class:`specdiff.opcount.OpCounter` (``cpu_is_host=True``) under :class:`specdiff.opcount.SimulatedDevice`, with
   ``x_init`` and ``b`` on the simulated device and ``sigmas`` and the generators on the host: the placement of a GPU
   run with the states on the device. The operations of the two mean functions are counted apart (``model_*``), so
-  the launches are the sampler's own. Divided by ``result.rounds``.
+  the launches are the sampler's own. Divided by ``result.rounds``. Of them, the launches made inside the
+  residual's quantile and mass (:data:`ATTRIBUTED`, the block rule's residual draw and stop probabilities) are also
+  counted apart (``launches_within``; ``targets.launches_per_round.of_which``, not judged).
 - the same per plain step, from a counted ``plain_chain`` run divided by N;
 - the sampler's own CPU time per round and per plain step: wall time less the time spent inside the target and draft
   mean functions (``time.perf_counter`` around each call), fastest of 3 repeats (compiled: 20, a run taking
@@ -89,6 +91,11 @@ MAX_LAUNCHES_PER_ROUND = 300.0
 TARGET_WINDOW = 8
 MAX_GROWTH = 1.1
 MAX_COMPILED_ROUND_OVER_PLAIN_STEP = 2.0
+#: Functions whose launches are also counted apart (``OpCounter(attribute=...)``): the block rule's residual draw
+#: (its quantile) and its stop probabilities (the residual's mass).
+RESIDUAL_QUANTILE = "residual_law.residual_offset_quantile"
+RESIDUAL_MASS = "residual_law.log_residual_mass"
+ATTRIBUTED = (RESIDUAL_QUANTILE, RESIDUAL_MASS)
 
 
 @dataclass(frozen=True)
@@ -247,7 +254,7 @@ def count(
     x_init = simulation.put(initial_state(batch, dimension, seed))
     sigmas = torch.full((steps,), SIGMA, dtype=torch.float64)
     target, draft = means(b)
-    with simulation, OpCounter(cpu_is_host=True) as counter:
+    with simulation, OpCounter(cpu_is_host=True, attribute=ATTRIBUTED) as counter:
         target.counter = draft.counter = counter
         result, _ = _run(sampler, target, draft, x_init, sigmas, seed + 1, window, rule, keywords)
     rounds = steps if sampler == "plain" else int(result.rounds)
@@ -298,6 +305,7 @@ def _per(counts: OpCounts, model: OpCounts, number: int, top: int = 15) -> dict[
         "model_syncs": model_per.total_syncs,
         "top_launches": dict(own.launch_names.most_common(top)),
         "sync_sites": dict(own.sync_sites.most_common()),
+        "launches_within": {name: own.launches_within[name] for name in ATTRIBUTED},
     }
 
 
@@ -517,6 +525,16 @@ def evaluate_targets(config: Config, cells: list[dict[str, Any]], plain: list[di
             "status": "met" if met else "not met",
             "launches_per_round": launches,
             "growth": growth,
+            # Not judged: how many of them the residual's quantile and mass make (block rule only).
+            "of_which": {
+                name: {
+                    f"{cell['rule']} d={cell['dimension']} B={cell['batch']}": cell["counts_per_round"]
+                    .get("launches_within", {})
+                    .get(name)
+                    for cell in eager
+                }
+                for name in ATTRIBUTED
+            },
         }
     else:
         targets["launches_per_round"] = {"goal": goal, "status": "unavailable"}

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +237,9 @@ class OpCounts:
         The kernel-launching ones by name.
     sync_sites : Counter
         ``"kind: file:line (function)"`` of the first frame outside torch and this module, per synchronization.
+    launches_within : Counter
+        Kernel-launching operations made while a function named in the counter's ``attribute`` was running (on the
+        Python stack), by that name; an operation inside nested named functions counts for each of them.
     """
 
     ops: float = 0
@@ -247,6 +250,7 @@ class OpCounts:
     op_names: Counter[str] = field(default_factory=Counter)
     launch_names: Counter[str] = field(default_factory=Counter)
     sync_sites: Counter[str] = field(default_factory=Counter)
+    launches_within: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_syncs(self) -> float:
@@ -269,6 +273,7 @@ class OpCounts:
             op_names=divided(self.op_names),
             launch_names=divided(self.launch_names),
             sync_sites=divided(self.sync_sites),
+            launches_within=divided(self.launches_within),
         )
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
@@ -283,6 +288,7 @@ class OpCounts:
             "op_names": dict(self.op_names.most_common(top)),
             "launch_names": dict(self.launch_names.most_common(top)),
             "sync_sites": dict(self.sync_sites.most_common(top)),
+            "launches_within": dict(self.launches_within),
         }
 
 
@@ -308,6 +314,19 @@ def _call_site() -> str:
     return "unknown"
 
 
+def _running_functions(names: frozenset[str]) -> set[str]:
+    """Which of ``names`` (``"module.function"``) are running: on the Python stack of the caller."""
+    running = set()
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        qualified = f"{Path(code.co_filename).stem}.{code.co_name}"
+        if qualified in names:
+            running.add(qualified)
+        frame = frame.f_back  # type: ignore[assignment]
+    return running
+
+
 class OpCounter(TorchDispatchMode):
     """Record and classify every aten operation dispatched inside ``with OpCounter() as counter:``.
 
@@ -319,6 +338,10 @@ class OpCounter(TorchDispatchMode):
         tensors, which makes host copies, host index tensors and host-only work visible.
     record_sites : bool
         Record the Python call site of every synchronization in ``OpCounts.sync_sites``.
+    attribute : sequence of str
+        Functions, named ``"module.function"`` (the file's name without ``.py``, then the function's name, e.g.
+        ``"residual_law.residual_offset_quantile"``), whose kernel launches are also counted apart in
+        ``OpCounts.launches_within`` (found on the Python stack of each launch: slow, for a few counted rounds).
 
     Counters nest: an inner counter's operations are counted by the outer one too. ``counter.excluding()`` sends
     the operations inside it to ``counter.excluded`` instead of ``counter.counts`` (for example a model whose own
@@ -328,10 +351,11 @@ class OpCounter(TorchDispatchMode):
 
     _active: ClassVar[list[OpCounter]] = []
 
-    def __init__(self, *, cpu_is_host: bool = False, record_sites: bool = True):
+    def __init__(self, *, cpu_is_host: bool = False, record_sites: bool = True, attribute: Sequence[str] = ()):
         super().__init__()
         self.cpu_is_host = cpu_is_host
         self.record_sites = record_sites
+        self.attribute = frozenset(attribute)
         self.counts = OpCounts()
         self.excluded = OpCounts()
         self._excluding = 0
@@ -407,6 +431,8 @@ class OpCounter(TorchDispatchMode):
         if packet not in METADATA_OPS and packet not in _READ_ONLY_OPS:
             counts.launches += 1
             counts.launch_names[name] += 1
+            if self.attribute:
+                counts.launches_within.update(_running_functions(self.attribute))
         # Host tensors of >= 1 dimension in a device operation.
         host = [tensor for tensor in tensors if not self._on_device(tensor) and tensor.dim() > 0]
         if packet in SCALAR_READ_OPS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from simulations import report
+from simulations import report, round_cost
 from simulations.provenance import REPOSITORY_ROOT
 
 
@@ -97,3 +97,16 @@ def test_a_gpu_run_says_whether_its_speedups_are_single_pairs_or_medians_of_pair
         report._pairs_note({"records": [{"pairs": 5}, {"pairs": 3}]}) == "the median over each cell's 3/5 timed pairs"
     )
     assert set(report.GPU_BENCHES) == {"bench_gpu.json", "bench_gpu_host.json", "bench_gpu_compiled.json"}
+
+
+def test_the_round_cost_text_names_the_residual_share_of_the_block_rounds_launches() -> None:
+    quantile, mass = round_cost.RESIDUAL_QUANTILE, round_cost.RESIDUAL_MASS
+    launches = {
+        "launches_per_round": {"block d=64 B=1": 597.0, "token-reflection d=64 B=1": 179.0},
+        "of_which": {quantile: {"block d=64 B=1": 342.0}, mass: {"block d=64 B=1": 48.0}},
+    }
+    text = report._attribution_text({"targets": {"launches_per_round": launches}})
+    assert "597 launches" in text and "quantile makes 342" in text and "mass 48" in text
+    # Results written before the attribution existed get no sentence.
+    assert report._attribution_text({"targets": {"launches_per_round": {"launches_per_round": {}}}}) == ""
+    assert report._attribution_text({"targets": {}}) == ""

@@ -64,6 +64,14 @@ def test_round_cost_smoke_writes_counts_and_targets(tmp_path: Path) -> None:
         assert counts["syncs"] == sum(counts["syncs_by_kind"].values())
         # The mean functions are two launches per call: at least the round's one target call.
         assert counts["model_launches"] >= 2
+        # The residual's quantile and mass run in the block rule's rounds only, inside the round's launches.
+        within = counts["launches_within"]
+        assert set(within) == set(round_cost.ATTRIBUTED)
+        if cell["rule"] == "block":
+            assert 0 < within[round_cost.RESIDUAL_QUANTILE] < counts["launches"]
+            assert 0 < within[round_cost.RESIDUAL_MASS] < counts["launches"]
+        else:
+            assert within == dict.fromkeys(round_cost.ATTRIBUTED, 0)
     for row in payload["plain"]:
         if row["status"] != "measured":
             continue

@@ -163,6 +163,31 @@ def test_per_divides_every_count() -> None:
         counter.counts.per(0)
 
 
+def _inner(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 + 1  # 2 launches
+
+
+def _outer(x: torch.Tensor) -> torch.Tensor:
+    return _inner(x - 1).exp()  # 1 + 2 + 1 launches
+
+
+def test_launches_are_attributed_to_the_named_functions_running() -> None:
+    x = torch.randn(3)
+    with OpCounter(attribute=("test_opcount._inner", "test_opcount._outer", "test_opcount._absent")) as counter:
+        _outer(x)
+        _inner(x)
+        x.neg()
+    within = counter.counts.launches_within
+    assert counter.counts.launches == 7
+    assert within == {"test_opcount._outer": 4, "test_opcount._inner": 4}
+    assert counter.counts.per(2).launches_within["test_opcount._inner"] == 2
+    assert counter.counts.to_dict()["launches_within"] == dict(within)
+    # Without names nothing is attributed.
+    with OpCounter() as plain:
+        _outer(x)
+    assert plain.counts.launches == 4 and not plain.counts.launches_within
+
+
 # --- the host/device boundary on the simulated device ---------------------------------------------------------------
 
 
