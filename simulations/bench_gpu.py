@@ -53,7 +53,6 @@ results/gpu/bench_gpu_compiled.json`` to the ``gpu-compiled`` run and ``--output
 
 from __future__ import annotations
 
-import functools
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -63,14 +62,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from simulations.common import EXIT_BLOCKS, network_drafter
+from simulations.common import EXIT_BLOCKS, network_drafter, shipped_digits
 from simulations.experiment import Experiment, Summary, make_cells
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
 from specdiff.diagnostics import calibrate_run
 from specdiff.drafters import Drafter, FreeDrafter, Model, ModelDrafter
 from specdiff.kernels import DDPMKernel, linear_schedule
-from specdiff.models.dit import DIT_PRESETS, DiT, load_pretrained
+from specdiff.models.dit import DIT_PRESETS, DiT
 from specdiff.placement import DeviceModel
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import SpeculativeResult, replayed_graph, sample, sample_plain
@@ -307,12 +306,6 @@ def _interpolated(batches: Sequence[int], seconds: Sequence[float]) -> Callable[
     return cost
 
 
-@functools.cache
-def _digits(device: str) -> DiT:
-    """The shipped digits DiT on ``device``, loaded once per process."""
-    return load_pretrained("digits", device=device)
-
-
 def device_name(device: torch.device) -> str:
     """The GPU's name, or ``"cpu"``."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -322,7 +315,7 @@ def run_cost_curve(cell: CostCurveCell, seed: int) -> dict[str, Any]:
     """A cost-curve record; a large model gets random weights from ``seed``, the inputs come from ``seed + 1``."""
     device = torch.device(cell.device)
     if cell.model == "digits":
-        model = _digits(cell.device)
+        model = shipped_digits(cell.device)
     else:
         model = DiT(DIT_PRESETS[cell.model], generator=torch.Generator().manual_seed(seed)).to(device).eval()
     inputs = torch.Generator().manual_seed(seed + 1)
@@ -579,7 +572,7 @@ def _warm_up(case: _Case, cell: SamplingCell) -> None:
 def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
     """A speedup record: the digits curve (where the cell needs it), then the timed plain and speculative runs."""
     device = torch.device(cell.device)
-    model = _digits(cell.device)
+    model = shipped_digits(cell.device)
     kernel = DDPMKernel(linear_schedule(1000), num_steps=cell.steps)
     host = cell.placement == "host"
     case = _Case(model, kernel, cell.batch, device, seed, host=host, compiled=cell.compiled, pairs=cell.repeats)

@@ -7,6 +7,7 @@ of the sampling chain in closed form (``gaussian_chain_marginals``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import torch
 
 from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, FrozenDrafter, ModelDrafter
 from specdiff.kernels import DDIMKernel, DDPMKernel, EulerAncestralKernel, Kernel, linear_schedule
+from specdiff.models.dit import DiT, load_pretrained
 from specdiff.models.gmm import GaussianMixture, perturbed
 
 DRAFTER_NAMES = ("frozen", "free-nearest", "free-committed", "extrapolating", "model")
@@ -96,3 +98,9 @@ def initial_noise(kernel: Kernel, batch: int, dimension: int, seed: int) -> torc
     """``prior_std * randn(batch, dimension)`` in float64 from its own seed."""
     generator = torch.Generator().manual_seed(seed)
     return kernel.prior_std * torch.randn(batch, dimension, dtype=torch.float64, generator=generator)
+
+
+@functools.cache
+def shipped_digits(device: str = "cpu") -> DiT:
+    """The shipped digits DiT on ``device``, loaded once per process (every script that samples it shares it)."""
+    return load_pretrained("digits", device=torch.device(device))

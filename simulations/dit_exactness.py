@@ -19,7 +19,6 @@ initial noises and the samplers' generators are drawn on the CPU from the cell's
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,14 +27,14 @@ from typing import Any
 import torch
 from scipy import stats
 
-from simulations.common import network_drafter
+from simulations.common import network_drafter, shipped_digits
 from simulations.controls import rule_with_control
 from simulations.experiment import Experiment, Summary, local_device
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
 from specdiff.diagnostics import calibrate_run
 from specdiff.kernels import DDPMKernel, linear_schedule
-from specdiff.models.dit import DiT, load_pretrained
+from specdiff.models.dit import DiT
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import RuleName, sample, sample_plain
 from specdiff.stats import ks_two_sample_projection, mmd_test
@@ -238,12 +237,6 @@ def check(
     )
 
 
-@functools.lru_cache(maxsize=2)
-def shipped_model(device: str) -> DiT:
-    """The shipped digits DiT on ``device``, loaded once per process."""
-    return load_pretrained("digits", device=torch.device(device))
-
-
 def cells(config: Config) -> list[CheckCell]:
     """One cell per configuration of ``config.runs``, in order."""
     return [
@@ -265,7 +258,7 @@ def cells(config: Config) -> list[CheckCell]:
 def run_check(cell: CheckCell, seed: int) -> DiTCheck:
     """The check of one cell, with the shipped model on the cell's device (:func:`local_device` of it)."""
     return check(
-        shipped_model(local_device(cell.device)),
+        shipped_digits(local_device(cell.device)),
         rule=cell.rule,  # type: ignore[arg-type]
         drafter=cell.drafter,
         control=cell.control,
@@ -358,5 +351,4 @@ __all__ = [
     "class_p_value",
     "main",
     "run_check",
-    "shipped_model",
 ]

@@ -17,7 +17,6 @@ Run ``python -m simulations.dit_speedup`` (full) or ``--smoke`` (seconds, used b
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -26,12 +25,12 @@ from typing import Any
 
 import torch
 
-from simulations.common import network_drafter
+from simulations.common import network_drafter, shipped_digits
 from simulations.experiment import Experiment, Summary
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
 from specdiff.kernels import DDPMKernel, linear_schedule
-from specdiff.models.dit import DiT, load_pretrained
+from specdiff.models.dit import DiT
 from specdiff.policies import AdaptiveWindow, FixedWindow, WindowPolicy
 from specdiff.sampler import RuleName, sample
 
@@ -125,12 +124,6 @@ def window_policy(window: str, adaptive_max_window: int) -> WindowPolicy:
     return AdaptiveWindow(max_window=adaptive_max_window) if window == "adaptive" else FixedWindow(int(window))
 
 
-@functools.lru_cache(maxsize=1)
-def shipped_model() -> DiT:
-    """The shipped digits DiT on the CPU, loaded once per process."""
-    return load_pretrained("digits")
-
-
 def measure(model: DiT, cell: SpeedupCell, seed: int) -> Record:
     """One cell: the noises use ``seed``, the samples' generators ``seed + 1``."""
     kernel = DDPMKernel(linear_schedule(1000), num_steps=cell.steps)
@@ -168,7 +161,7 @@ def measure(model: DiT, cell: SpeedupCell, seed: int) -> Record:
 
 def run_cell(cell: SpeedupCell, seed: int) -> Record:
     """One cell with the shipped model."""
-    return measure(shipped_model(), cell, seed)
+    return measure(shipped_digits(), cell, seed)
 
 
 def describe(record: Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ from simulations import (
     dit_quality,
     dit_speedup,
     exactness,
+    graph_check,
     many_samples,
     overhead,
     peer_gm,
@@ -494,6 +495,40 @@ def round_cost_table(results: Path) -> str:
         f"which may be on machines "
         f"of different speed (compare the ratios within a run):\n\n{_table(headers, rows)}\n\n"
         f"Targets: {targets}.{_attribution_text(after)}{_steady_state_text(after)}{_randomness_text(results)}"
+    )
+
+
+def graph_check_table(results: Path) -> str:
+    payload = _load(results, "graph_check.json")
+    if payload is None:
+        return "_Run `python -m simulations.graph_check`._"
+    rows = []
+    for record in payload["records"]:
+        window = "adaptive" if record["window"] is None else str(record["window"])
+        if record["status"] != "ran":
+            outcome = f"not run ({record['reason']})"
+        elif record["error"]:
+            outcome = f"capture failed: {record['error'][:80]}"
+        else:
+            outcome = "bitwise equal" if record["agree"] else f"differ (max {record['max_abs_difference']:.2g})"
+        rows.append(
+            [
+                ("control: list memory" if record["control"] else record["drafter"]),
+                record["rule"],
+                window,
+                "compiled" if record["compiled"] else "eager",
+                record["graph"],
+                str(record.get("rounds", "–")),
+                outcome,
+            ]
+        )
+    headers = ["drafter", "rule", "window", "mode", "graph", "rounds", "replayed against run as it is"]
+    verdict = "passed" if payload["passed"] else "**failed**"
+    return (
+        f"`python -m simulations.graph_check` (commit `{payload['commit'][:10]}`, {payload.get('seconds', 0):.0f} s, "
+        f"device {payload['config']['device']}): the digits DiT sampled with every round run as it is and replayed "
+        f"from a graph, same noise and seed; {verdict} (every configuration bitwise equal, the control different):"
+        f"\n\n{_table(headers, rows)}"
     )
 
 
@@ -1084,6 +1119,16 @@ SECTIONS = (
             "round_cost.json": round_cost.EXPERIMENT.measured_code,
             "randomness_cost.json": randomness_cost.EXPERIMENT.measured_code,
         },
+    ),
+    Section(
+        "graph_check",
+        "Graph replay",
+        "A replayed round (`graph=`, `specdiff.graphs`) against the same round run as it is, bitwise: on a CUDA "
+        "device through a CUDA graph, elsewhere through `SimulatedGraph`, which stands for one. Eager configurations "
+        "call the model one row at a time, so that the replayed round's width (the policy's largest window) cannot "
+        "change the network's last bits; the control is a drafter whose memory a replay cannot see.",
+        graph_check_table,
+        {"graph_check.json": graph_check.EXPERIMENT.measured_code},
     ),
     Section(
         "residual_cost",

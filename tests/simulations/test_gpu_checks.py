@@ -18,7 +18,7 @@ SCRIPT = REPOSITORY_ROOT / "simulations" / "gpu_checks.sh"
 
 def _run(output: Path, device: str) -> subprocess.CompletedProcess[str]:
     # One second of benchmark budget and no full exactness check: the smoke steps, then one preset's first cells.
-    environment = {**os.environ, "GPU_CHECKS_DEVICE": device, "OMP_NUM_THREADS": "1"}
+    environment = {**os.environ, "GPU_CHECKS_DEVICE": device, "OMP_NUM_THREADS": "1", "GRAPH_SECONDS": "1"}
     # The script calls python3: this interpreter's, first on the path.
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     return subprocess.run(
@@ -41,6 +41,10 @@ def test_the_gpu_check_script_runs_every_step_on_the_cpu(tmp_path: Path) -> None
     assert bench["preset"] == "smoke" and bench["config"]["device"] == "cpu" and bench["records"]
     assert (tmp_path / "bench_smoke.log").exists() and any((tmp_path / "cells" / "bench_smoke").iterdir())
     assert not (tmp_path / "dit_exactness.json").exists()  # EXACTNESS_SECONDS = 0 skips the full check
+    # The graph check's first cells (GRAPH_SECONDS = 1: no new cell after a second), its control first.
+    graphs = json.loads((tmp_path / "graph_check.json").read_text())
+    assert graphs["config"]["device"] == "cpu" and graphs["records"][0]["control"]
+    assert all(record["agree"] != record["control"] for record in graphs["records"])
 
 
 def test_the_gpu_check_script_stops_when_its_smoke_step_fails(tmp_path: Path) -> None:
@@ -48,3 +52,4 @@ def test_the_gpu_check_script_stops_when_its_smoke_step_fails(tmp_path: Path) ->
     run = _run(tmp_path, "no-such-device")
     assert run.returncode == 1 and "no-such-device" in (tmp_path / "smoke.log").read_text()
     assert not (tmp_path / "bench_smoke.json").exists() and not (tmp_path / "dit_exactness_smoke.json").exists()
+    assert not (tmp_path / "graph_check.json").exists()

@@ -14,7 +14,15 @@ from specdiff.drafters import Drafter, ExtrapolatingDrafter, FreeDrafter, Frozen
 from specdiff.graphs import SimulatedGraph, StaticStep, copy_carry
 from specdiff.kernels import DDPMKernel, linear_schedule
 from specdiff.policies import FixedWindow
-from specdiff.sampler import SpeculativeResult, plain_chain, replayed_graph, sample, sample_plain, speculative_chain
+from specdiff.sampler import (
+    SamplerRule,
+    SpeculativeResult,
+    plain_chain,
+    replayed_graph,
+    sample,
+    sample_plain,
+    speculative_chain,
+)
 from tests.specdiff.test_sampler_contract import _traced_only
 
 torch.set_num_threads(1)
@@ -161,7 +169,7 @@ def _same_run(left: SpeculativeResult, right: SpeculativeResult) -> bool:
     ids=["free-nearest", "free-committed", "frozen", "extrapolating"],
 )
 def test_a_replayed_round_gives_the_samples_and_statistics_of_the_round(
-    rule: str, make_drafter: Callable[[], Drafter]
+    rule: SamplerRule, make_drafter: Callable[[], Drafter]
 ) -> None:
     # The drafters and the adaptive policy keep memory across rounds (rebound attributes, in-place updates): a
     # replay must see every round's update. The eager run's rounds are narrower (its width is the round's longest
@@ -359,7 +367,7 @@ class _FakeCuda:
 
         class StreamContext:
             def __init__(self, stream: Any) -> None:
-                self.stream, self.previous = stream, None
+                self.stream, self.previous = stream, ""
 
             def __enter__(self) -> None:
                 self.previous, fake.current = fake.current, self.stream.name

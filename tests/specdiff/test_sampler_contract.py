@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from specdiff.models import GaussianMixture
 from specdiff.opcount import OpCounter, SimulatedDevice
 from specdiff.policies import AdaptiveWindow, FixedWindow, PlainSteps
 from specdiff.randomness import sample_keys
-from specdiff.sampler import plain_chain, sample, sample_plain, speculative_chain
+from specdiff.sampler import SamplerRule, plain_chain, sample, sample_plain, speculative_chain
 from specdiff.verify import RULES, Rule
 
 DATA = GaussianMixture.gaussian(torch.tensor([1.5, -0.5], dtype=torch.float64), 0.2)
@@ -77,7 +78,7 @@ def test_half_precision_states_are_refused(dtype: torch.dtype) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _nan_after(step: int):  # type: ignore[no-untyped-def]
+def _nan_after(step: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A target mean that turns NaN from ``step`` on (for one sample)."""
 
     def mean(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -158,7 +159,7 @@ def test_a_generator_of_the_wrong_type_is_a_type_error(generator: object) -> Non
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _counted_run(rule: Rule, batch: int, dimension: int, window: int) -> tuple[int, int, int]:
+def _counted_run(rule: Rule, batch: int, dimension: int, window: int) -> tuple[float, float, int]:
     """Launches and synchronizations of a run with the states on a simulated device, and its rounds."""
     device = SimulatedDevice.device
     with SimulatedDevice():
@@ -237,7 +238,7 @@ def _graphs_and_breaks() -> tuple[int, int]:
 
 @pytest.mark.parametrize("rule", ["block", "adaptive"])
 def test_a_compiled_round_is_one_graph_reused_by_every_round_and_call(
-    rule: str, monkeypatch: pytest.MonkeyPatch
+    rule: SamplerRule, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The default drafter (FreeDrafter) and policy (AdaptiveWindow) keep state across rounds: it must live in
     # tensors, or every round would retrace (and past the recompile limit fall back to eager code). Two graphs at
