@@ -8,6 +8,7 @@ retrained or corrupted model that has not learned the prompts fails it; its exac
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 import torch
@@ -55,10 +56,17 @@ def test_pixel_space_decoder_repeats_gray_into_rgb_and_refuses_bad_shapes() -> N
         PixelSpaceDecoder(block_out_channels=(1, 2))
 
 
+class _SamplingOptions(TypedDict):
+    """Keyword options of ``plain_stable_diffusion`` shared by two calls."""
+
+    num_inference_steps: int
+    guidance_scale: float
+
+
 def test_pipeline_decodes_its_latents_into_images_and_round_trips_through_save_and_load(tmp_path: Path) -> None:
     pipe = untrained_digits_pipeline(unet_seed=5)
     assert pipe.vae_scale_factor == 1 and pipe.tokenizer.model_max_length == PROMPT_TOKENS
-    options = {"num_inference_steps": 4, "guidance_scale": 2.0}
+    options: _SamplingOptions = {"num_inference_steps": 4, "guidance_scale": 2.0}
     result = plain_stable_diffusion(pipe, digit_prompt(3), generator=torch.Generator().manual_seed(0), **options)
     assert result.latents.shape == (1, 1, 8, 8) and result.images[0].size == (8, 8)
     pipe.save_pretrained(tmp_path)

@@ -76,7 +76,8 @@ def test_cells_must_be_frozen_dataclasses_with_distinct_parameters() -> None:
         index: int
 
     with pytest.raises(TypeError, match="frozen dataclass"):
-        make_cells(dataclasses.replace(TOY, cells=lambda c: [Mutable(0)]), TOY.presets["smoke"], 1)
+        # deliberately not a ToyCell: make_cells must reject a cell type that is not a frozen dataclass
+        make_cells(dataclasses.replace(TOY, cells=lambda c: [Mutable(0)]), TOY.presets["smoke"], 1)  # type: ignore[list-item]
     twice = dataclasses.replace(TOY, cells=lambda c: toy_experiment.toy_cells(c) * 2)
     with pytest.raises(ValueError, match="same parameters"):
         make_cells(twice, TOY.presets["smoke"], 1)
@@ -242,7 +243,7 @@ def _wait_for_cells(store: Path, count: int, process: subprocess.Popen[str], tim
 def _uninterrupted(tmp_path: Path) -> list[Any]:
     status, payload = _run_toy(tmp_path, name="reference")
     assert status == 0
-    return payload["records"]  # type: ignore[no-any-return]
+    return payload["records"]
 
 
 @pytest.mark.slow

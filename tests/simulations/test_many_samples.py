@@ -20,7 +20,7 @@ def _run(tmp_path: Path, name: str, *arguments: str) -> dict[str, Any]:
         ["--smoke", "--output", str(output), "--store", str(tmp_path / f"{name}-store"), *arguments]
     )
     assert status == 0
-    return json.loads(output.read_text())  # type: ignore[no-any-return]
+    return json.loads(output.read_text())
 
 
 def test_the_job_keeps_the_exact_rule_rejects_its_control_and_is_the_same_on_two_workers(tmp_path: Path) -> None:

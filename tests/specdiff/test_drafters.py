@@ -31,8 +31,8 @@ from specdiff.models import GaussianMixture, perturbed
 from specdiff.models.gmm import gaussian_chain_marginals
 from specdiff.policies import AdaptiveWindow, FixedWindow
 from specdiff.randomness import NEXT_NOISE, counter_normals, random_codes, sample_keys
-from specdiff.sampler import sample, sample_plain, speculative_chain
-from specdiff.verify import CONTROL_RULES, RULES, Rule
+from specdiff.sampler import RuleName, SamplerRule, sample, sample_plain, speculative_chain
+from specdiff.verify import CONTROL_RULES, RULES
 from tests.specdiff.chain import AffineChain
 from tests.statistics import ALPHA, normal_ks_pvalue
 from theory.cost import token_window_speedups
@@ -384,7 +384,7 @@ def test_adaptive_window_choices() -> None:
     bads = ({"max_window": 0}, {"smoothing": 0.0}, {"initial_window": -1}, {"tolerance": 1.0}, {"round_overhead": -1})
     for bad in bads:
         with pytest.raises(ValueError):
-            AdaptiveWindow(**bad)  # type: ignore[arg-type]
+            AdaptiveWindow(**bad)
     with pytest.raises(ValueError, match="beyond"):
         AdaptiveWindow(max_window=8, batch_cost=np.ones(4))
 
@@ -476,7 +476,7 @@ EXACTNESS_SEED = 2024
 EXACTNESS_SAMPLES = 6000
 
 
-def _final_pvalues(drafter_name: str, rule, kernel_name: str = "ddpm") -> list[float]:  # type: ignore[no-untyped-def]
+def _final_pvalues(drafter_name: str, rule: SamplerRule, kernel_name: str = "ddpm") -> list[float]:
     if kernel_name == "ddpm":
         kernel = _kernel(16)
     elif kernel_name == "ddim":
@@ -507,7 +507,7 @@ def _final_pvalues(drafter_name: str, rule, kernel_name: str = "ddpm") -> list[f
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter_name", DRAFTER_NAMES)
 @pytest.mark.parametrize("rule", [*RULES, "adaptive"])
-def test_sample_has_the_closed_form_law(drafter_name: str, rule: Rule) -> None:
+def test_sample_has_the_closed_form_law(drafter_name: str, rule: RuleName) -> None:
     assert min(_final_pvalues(drafter_name, rule)) > ALPHA / 2
 
 

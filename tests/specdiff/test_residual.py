@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import TypedDict
 
 import mpmath
 import numpy as np
@@ -123,8 +124,8 @@ def _standardize(samples: torch.Tensor, problem: Problem) -> Standardized:
     return Standardized(delta, direction, along, standardized - along[:, None] * direction)
 
 
-def _residual_cdf(along: FloatArray, weight: float, delta: FloatArray) -> FloatArray:
-    """CDF of the 1-D residual law, ``1 - exp(residual_log_survival)``, elementwise (``delta`` per row)."""
+def _residual_cdf(along: FloatArray, weight: float, delta: FloatArray | float) -> FloatArray:
+    """CDF of the 1-D residual law, ``1 - exp(residual_log_survival)``, elementwise (``delta`` per row, or shared)."""
     return np.asarray(-np.expm1(residual_log_survival(along, weight, delta)))
 
 
@@ -416,7 +417,9 @@ def test_rejection_mean_proposals_match_acceptance_rate() -> None:
     for index, (weight, delta) in enumerate(REJECTION_CONFIGURATIONS):
         draws = _rejection_draws(index)
         rate = draws.acceptance_rate
-        np.testing.assert_allclose(rate, residual_rejection_acceptance_rate(np.log(weight), delta), rtol=1e-9)
+        np.testing.assert_allclose(
+            rate, residual_rejection_acceptance_rate(np.log(weight), np.asarray(delta)), rtol=1e-9
+        )
         expected = float(np.mean(1.0 / rate))
         stderr = float(np.sqrt(np.sum((1.0 - rate) / rate**2))) / rate.size
         z = (float(np.mean(draws.proposals)) - expected) / stderr
@@ -488,11 +491,18 @@ def test_rank_one_frame_gap_and_unit_direction(event: tuple[int, ...], dtype: to
     torch.testing.assert_close(norms[others], torch.ones(batch - 1, dtype=torch.float64), rtol=1e-14, atol=0.0)
 
 
+class _Tolerance(TypedDict):
+    """Keyword tolerances of ``torch.testing.assert_close``."""
+
+    rtol: float
+    atol: float
+
+
 @pytest.mark.parametrize("event", [(1,), (5,), (2, 3, 4)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reflect_properties(event: tuple[int, ...], dtype: torch.dtype) -> None:
     batch = 7
-    tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    tolerance: _Tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
     noise = _random_batch((batch, *event), dtype, SEED_UNIT + 2)
     frame = rank_one_frame(
         _random_batch((batch, *event), torch.float64, SEED_UNIT + 3),

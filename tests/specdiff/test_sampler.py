@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from specdiff.policies import PlainSteps
-from specdiff.sampler import plain_chain, speculative_chain
+from specdiff.sampler import SamplerRule, plain_chain, speculative_chain
 from specdiff.verify import CONTROL_RULES, RULES, Rule
 from tests.specdiff.chain import AffineChain
 from tests.statistics import ALPHA, normal_ks_pvalue
@@ -122,7 +122,7 @@ EXACTNESS_SEED = 99
 EXACTNESS_SAMPLES = 20_000
 
 
-def _final_pvalues(rule, samples: torch.Tensor | None = None) -> list[float]:  # type: ignore[no-untyped-def]
+def _final_pvalues(rule: SamplerRule, samples: torch.Tensor | None = None) -> list[float]:
     """KS p-values of the final states of a run (``samples``, or a fresh eager run with ``rule``) on two
     projections against the chain's closed-form marginal."""
     chain = _chain(SIGMAS, draft_scale=0.6)

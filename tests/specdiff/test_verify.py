@@ -7,6 +7,8 @@ and each has a negative control (a deliberately broken rule) that the same test 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pytest
@@ -14,9 +16,19 @@ import torch
 
 import specdiff.verify as verify_module
 from simulations.controls import CONTROLS
-from specdiff.sampler import speculative_chain
+from specdiff.sampler import SamplerRule, speculative_chain
 from specdiff.synthetic import constant_shift_window, verify_window
-from specdiff.verify import CONTROL_RULES, RULES, Rule, block_verify, token_verify
+from specdiff.verify import (
+    CONTROL_RULES,
+    RULES,
+    Rule,
+    VerificationResult,
+    VerificationRule,
+    Window,
+    WindowRandomness,
+    block_verify,
+    token_verify,
+)
 from tests.specdiff.chain import AffineChain
 from tests.statistics import ALPHA, normal_ks_pvalue, z_threshold
 from theory.gaussian import acceptance_probability
@@ -27,7 +39,7 @@ from theory.verification import acceptance_profile
 class _Flat:
     """A synthetic window and its randomness as one namespace, with the sigmas shared by the rows as (L+1,)."""
 
-    def __init__(self, pair):  # type: ignore[no-untyped-def]
+    def __init__(self, pair: tuple[Window, WindowRandomness]) -> None:
         drafted, randomness = pair
         self.pair = pair
         self.states, self.draft_means, self.target_means = drafted.states, drafted.draft_means, drafted.target_means
@@ -36,11 +48,11 @@ class _Flat:
         self.residual_noise = randomness.residual_noise
 
 
-def _synthetic(*arguments, **keywords) -> _Flat:  # type: ignore[no-untyped-def]
+def _synthetic(*arguments: Any, **keywords: Any) -> _Flat:
     return _Flat(constant_shift_window(*arguments, **keywords))
 
 
-def _verified(window: _Flat, rule):  # type: ignore[no-untyped-def]
+def _verified(window: _Flat, rule: Rule | VerificationRule) -> VerificationResult:
     return verify_window(window.pair, rule)
 
 
@@ -49,11 +61,23 @@ def _verified(window: _Flat, rule):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _window(batch: int = 4, window: int = 3, dimension: int = 5, seed: int = 0, delta: float = 0.7):  # type: ignore[no-untyped-def]
+def _window(batch: int = 4, window: int = 3, dimension: int = 5, seed: int = 0, delta: float = 0.7) -> _Flat:
     return _synthetic([delta] * window, batch, dimension, generator=torch.Generator().manual_seed(seed))
 
 
-def _arguments(window) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+class _Arguments(TypedDict):
+    """The tensor arguments of ``token_verify`` and ``block_verify`` (without ``lengths``)."""
+
+    states: torch.Tensor
+    draft_means: torch.Tensor
+    target_means: torch.Tensor
+    sigmas: torch.Tensor
+    uniforms: torch.Tensor
+    residual_uniforms: torch.Tensor
+    residual_noise: torch.Tensor
+
+
+def _arguments(window: _Flat) -> _Arguments:
     return {
         "states": window.states,
         "draft_means": window.draft_means,
@@ -143,8 +167,15 @@ def test_outputs_are_row_independent() -> None:
     window = _window(batch=5, window=3, delta=1.1, seed=11)
     full = _verified(window, "block")
     for row in range(5):
+        # every value of the arguments is a tensor, and the row keeps every key
         single = block_verify(
-            **{name: value[row : row + 1] if name != "sigmas" else value for name, value in _arguments(window).items()}
+            **cast(
+                _Arguments,
+                {
+                    name: value[row : row + 1] if name != "sigmas" else value
+                    for name, value in cast(dict[str, torch.Tensor], _arguments(window)).items()
+                },
+            )
         )
         assert torch.equal(single.accepted, full.accepted[row : row + 1])
         assert torch.equal(single.next_state, full.next_state[row : row + 1])
@@ -175,14 +206,16 @@ def test_float32_inputs() -> None:
     ],
 )
 @pytest.mark.parametrize("verify", [block_verify, token_verify])
-def test_bad_input_raises_clear_value_error(verify, change, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_raises_clear_value_error(
+    verify: Callable[..., VerificationResult], change: dict[str, torch.Tensor], message: str
+) -> None:
     arguments = _arguments(_window()) | change
     with pytest.raises(ValueError, match=message):
         verify(**arguments)
 
 
 @pytest.mark.parametrize("verify", [block_verify, token_verify])
-def test_nan_means_are_refused(verify) -> None:  # type: ignore[no-untyped-def]
+def test_nan_means_are_refused(verify: Callable[..., VerificationResult]) -> None:
     window = _window()
     target_means = window.target_means.clone()
     target_means[1, 2, 0] = float("nan")
@@ -202,7 +235,7 @@ def test_unknown_token_residual_is_refused() -> None:
 LENGTHS = torch.tensor([1, 4, 2, 4, 3, 1, 4, 2])
 
 
-def _cut(arguments: dict[str, torch.Tensor], row: int, length: int) -> dict[str, torch.Tensor]:
+def _cut(arguments: _Arguments, row: int, length: int) -> dict[str, torch.Tensor]:
     """Row ``row`` of a window as a window of its own ``length`` drafted steps."""
     cut = {
         "states": arguments["states"][row : row + 1, : length + 1],
@@ -214,7 +247,7 @@ def _cut(arguments: dict[str, torch.Tensor], row: int, length: int) -> dict[str,
     return cut | {name: arguments[name][row : row + 1] for name in ("residual_uniforms", "residual_noise")}
 
 
-def _lengths_window(garbage: bool) -> dict[str, torch.Tensor]:
+def _lengths_window(garbage: bool) -> _Arguments:
     """Eight rows of a window of 4 with sigmas varying per row and step; ``garbage`` puts NaN beyond each row's
     window (the draft states and means of steps past L_r, and the target means past its bonus step)."""
     window = _synthetic([0.9, 0.4, 1.3, 0.2], 8, 3, generator=torch.Generator().manual_seed(9))
@@ -334,7 +367,9 @@ ONE_STEP_SEED = 7
 ONE_STEP_SAMPLES = 20_000
 
 
-def _first_committed_state(rule, dimension: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _first_committed_state(
+    rule: Rule | VerificationRule, dimension: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Window of 3 with gaps 1.0: the first committed state and the target mean of step 1."""
     window = _synthetic([1.0, 1.0, 1.0], ONE_STEP_SAMPLES, dimension, generator=torch.Generator().manual_seed(seed))
     result = _verified(window, rule)
@@ -409,7 +444,7 @@ def _chain_marginal(step: int) -> tuple[np.ndarray, float]:
     return marginals.means[step], float(covariance[0, 0])
 
 
-def _chain_pvalues(rule) -> list[float]:  # type: ignore[no-untyped-def]
+def _chain_pvalues(rule: SamplerRule) -> list[float]:
     start = torch.zeros(CHAIN_SAMPLES, CHAIN_DIMENSION, dtype=torch.float64)
     chain = _affine_chain()
     generator = torch.Generator().manual_seed(CHAIN_SEED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mpmath
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.gaussian import (
+    FloatArray,
     acceptance_probability,
     log_residual_mass,
     log_residual_mass_from_log_weight,
@@ -106,7 +109,7 @@ def test_special_values() -> None:
         (residual_quantile, (-0.1, 0.5, 0.5)),
     ],
 )
-def test_bad_input_raises_value_error(function, arguments) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_raises_value_error(function: Callable[..., FloatArray], arguments: tuple[float, ...]) -> None:
     with pytest.raises(ValueError):
         function(*arguments)
 
