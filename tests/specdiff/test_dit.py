@@ -157,6 +157,22 @@ def test_null_class_is_accepted_and_matters() -> None:
         model(x, t, null.to(torch.float32))
 
 
+def test_the_cpu_label_check_reads_no_tensor_on_the_host_and_compiles_away() -> None:
+    # The check runs in numpy: no aten op reads a value (a graph capture, real or simulated, would fail on one), and
+    # torch.compile leaves it out, so a compiled call on the CPU is one graph.
+    from specdiff.opcount import OpCounter
+
+    model = randomized(SMALL)
+    x, t, y = inputs(SMALL)
+    with torch.no_grad(), OpCounter() as counter:
+        model(x, t, y)
+    assert counter.counts.syncs["scalar_read"] == 0 and counter.counts.syncs["host_read"] == 1  # numpy, counted
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(model)(x, t, y)
+    torch._dynamo.reset()
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
 def test_wrong_input_shapes_are_rejected() -> None:
     model = DiT(SMALL)
     x, t, y = inputs(SMALL)
