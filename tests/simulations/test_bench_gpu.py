@@ -37,7 +37,11 @@ def test_cells_put_the_cost_curves_first_and_the_curve_only_where_a_cell_needs_i
         assert cell.cost_batches == (config.cost_batches if needs_curve else ())
         assert cell.device == "cpu" and cell.placement == "device" and not cell.compiled
     assert {cell.device for cell in bench_gpu.cells(bench_gpu.SMOKE)} == {bench_gpu.default_device()}
-    assert bench_gpu.PRESETS["gpu"] == bench_gpu.PRESETS["full"]
+    # ``gpu``: the full preset's cells, N = 200 first and N = 50 second (a short lease reaches both)
+    gpu, full = bench_gpu.PRESETS["gpu"], bench_gpu.PRESETS["full"]
+    assert gpu.steps[:2] == (200, 50) and replace(gpu, steps=full.steps) == full
+    assert sorted(gpu.steps) == sorted(full.steps)
+    assert set(bench_gpu.sampling_cells(gpu, "cpu")) == set(bench_gpu.sampling_cells(full, "cpu"))
 
 
 @pytest.mark.slow
