@@ -34,11 +34,14 @@ Records are flat JSON: speedup records hold ``kind, model, device, placement, co
 steps, batch, rule, drafter, window, target_calls, wall_seconds, baseline_wall_seconds, speedup, call_ratio`` and more
 (``graphed``: compiled with the states on a CUDA device, so both samplers replay CUDA graphs; ``graph_fallbacks``:
 timed runs in which a capture failed and the sampler ran without its graph, with a warning); cost-curve records hold
-``kind, model, blocks, batches, seconds, device``. Top level: ``complete`` (every cell ran). Presets: ``full`` (also
-called ``gpu``: the H100 run), ``gpu-host`` (the same runs with the states on the host, without the large models'
-curves, which do not depend on the placement), ``gpu-compiled`` (plain and speculative sampling compiled, the headline
-cells first: fixed windows, reuse and early-exit drafters; a compiled run has no perfect-drafter or adaptive cells,
-whose in-run timing of the network would split the compiled round), ``cpu`` (a reduced run for a CPU-only machine) and
+``kind, model, blocks, batches, seconds, device``. Top level: ``complete`` (every cell ran). Presets: ``full`` (the
+H100 run), ``gpu`` (the same cells in the order a short lease wants: N = 200, 50, 1000, 100), ``gpu-host`` (the same
+runs with the states on the host, without the large models' curves, which do not depend on the placement),
+``gpu-compiled`` (plain and speculative sampling compiled, the headline cells first: block before token, fixed
+windows, reuse and early-exit drafters; a compiled run has no perfect-drafter or adaptive cells, whose in-run timing
+of the network would split the compiled round; every compiled cell runs within
+:func:`simulations.compilation.strict_compilation`, as the preset compiles 32 rounds), ``cpu`` (a reduced run for a
+CPU-only machine) and
 ``smoke`` (seconds, for the tests). Options: ``--device`` (default: cuda when available, else cpu), ``--placement
 device|host`` and ``--compile``. The framework's ``--max-seconds S`` starts no cell after S seconds (the results file
 then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store, so a
@@ -56,6 +59,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +67,7 @@ import numpy as np
 import torch
 
 from simulations.common import EXIT_BLOCKS, network_drafter, shipped_digits
+from simulations.compilation import strict_compilation
 from simulations.experiment import Experiment, Summary, make_cells
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
@@ -110,6 +115,8 @@ class Config:
         Where the network runs; None: cuda when available, else cpu.
     compile : bool
         Sample with ``compile=True``, plain and speculative alike.
+    rules : tuple of str
+        The verification rules, in the order their cells run.
     """
 
     steps: tuple[int, ...]
@@ -124,6 +131,7 @@ class Config:
     placement: str = "device"
     device: str | None = None
     compile: bool = False
+    rules: tuple[Rule, ...] = RULES
 
 
 FULL = Config(
@@ -156,6 +164,7 @@ GPU_COMPILED = replace(
     large_batches=(),
     perfect_windows=(),
     compile=True,
+    rules=("block", "token-reflection"),  # each cell compiles its round first: the headline rule before the other
 )
 CPU = Config(
     steps=(50, 200),
@@ -259,7 +268,7 @@ def sampling_cells(config: Config, device: str) -> list[SamplingCell]:
     cells = []
     for batch in config.batches:
         for steps in config.steps:
-            for rule in RULES:
+            for rule in config.rules:
                 for drafter in config.drafters:
                     cells += [cell(steps, batch, rule, drafter, window) for window in windows]
             cells += [cell(steps, batch, "block", "perfect", str(window)) for window in perfect_windows]
@@ -599,10 +608,12 @@ def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
 
 
 def run_cell(cell: BenchCell, seed: int) -> dict[str, Any]:
-    """The record of one cell: a cost curve or a timed plain/speculative pair."""
+    """The record of one cell: a cost curve or a timed plain/speculative pair (compiled: within
+    :func:`~simulations.compilation.strict_compilation`, so that no cell past torch's limit of graphs runs eagerly)."""
     if isinstance(cell, CostCurveCell):
         return run_cost_curve(cell, seed)
-    return run_sampling(cell, seed)
+    with strict_compilation() if cell.compiled else nullcontext():
+        return run_sampling(cell, seed)
 
 
 # --- Summary -------------------------------------------------------------------------------------------------------
@@ -648,6 +659,7 @@ EXPERIMENT = Experiment(
         "specdiff/timing.py",
         "specdiff/diagnostics.py",
         "simulations/common.py",
+        "simulations/compilation.py",
         "simulations/bench_gpu.py",
     ),
     cells=cells,

@@ -4,6 +4,9 @@ False-positive budget: every statistical test declares ``ALPHA`` (tests/statisti
 Bonferroni over the comparisons inside the test). The suite has fewer than 100 statistical test cases (parametrized
 cases counted one by one), so the probability that any of them fails on a correct implementation is below
 100 x 1e-4 = 1%; their seeds are fixed, so a given checkout either passes or fails deterministically.
+
+Compiled code: past torch's limit of compiled graphs per function (8) a compiled function would run eagerly with only
+a warning, and a test of the compiled sampler would then test the eager one; here it raises instead.
 """
 
 from __future__ import annotations
@@ -11,3 +14,4 @@ from __future__ import annotations
 import torch
 
 torch.set_num_threads(1)
+torch._dynamo.config.fail_on_recompile_limit_hit = True

@@ -169,3 +169,11 @@ def test_a_timed_run_counts_the_captures_that_fell_back() -> None:
     with pytest.warns(UserWarning, match="other"):
         bench_gpu._Case._timed(case, lambda: warnings.warn("other", UserWarning, stacklevel=1))  # type: ignore[arg-type]
     assert case.graph_fallbacks == 1
+
+
+def test_the_compiled_preset_measures_its_headline_cell_first() -> None:
+    # Each compiled cell first compiles its round (a minute on a GPU): the first is the headline cell.
+    first, *rest = bench_gpu.sampling_cells(bench_gpu.PRESETS["gpu-compiled"], "cuda")
+    assert (first.steps, first.batch, first.rule, first.drafter, first.window) == (200, 1, "block", "free-nearest", "8")
+    assert first.compiled and all(cell.compiled for cell in rest)
+    assert {cell.rule for cell in rest} == {"block", "token-reflection"}

@@ -286,8 +286,11 @@ def test_a_compiled_plain_step_of_a_diffusion_model_is_one_graph(monkeypatch: py
 
 
 def test_the_structure_check_sees_a_graph_break(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Negative control: a mean function that reads a value on the host splits the compiled step.
+    # Negative control: a mean function that reads a value on the host splits the compiled step. The value read is
+    # a constant of the code after the break, which recompiles at every step, past torch's limit of graphs: torch's
+    # own setting (run it eagerly) rather than the suite's (raise), since only the breaks are counted here.
     _traced_only(monkeypatch)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", False)
 
     def host_reading(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         return _target(states, steps) * (1.0 + 0.0 * float(states.sum()))
