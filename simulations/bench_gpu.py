@@ -40,12 +40,11 @@ runs with the states on the host, without the large models' curves, which do not
 ``gpu-compiled`` (plain and speculative sampling compiled, the headline cells first: block before token, fixed
 windows, reuse and early-exit drafters; a compiled run has no perfect-drafter or adaptive cells, whose in-run timing
 of the network would split the compiled round; every compiled cell runs within
-:func:`simulations.compilation.strict_compilation`, as the preset compiles 32 rounds), ``cpu`` (a reduced run for a
-CPU-only machine) and
-``smoke`` (seconds, for the tests). Options: ``--device`` (default: cuda when available, else cpu), ``--placement
-device|host`` and ``--compile``. The framework's ``--max-seconds S`` starts no cell after S seconds (the results file
-then says ``"complete": false`` and ``sweep.not_run`` counts the cells left); finished cells are kept in the store, so a
-rerun measures only the rest.
+:func:`simulations.compilation.strict_compilation`, as the preset compiles up to 64 graphs of its round), ``cpu`` (a
+reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests). Options: ``--device`` (default: cuda
+when available, else cpu), ``--placement device|host`` and ``--compile``. The framework's ``--max-seconds S``
+starts no cell after S seconds (the results file then says ``"complete": false`` and ``sweep.not_run`` counts the
+cells left); finished cells are kept in the store, so a rerun measures only the rest.
 
 Run ``python -m simulations.bench_gpu [--preset full|gpu-host|gpu-compiled|cpu|smoke] [--device cuda]``
 ``[--max-seconds S]``. Writes ``results/gpu/bench_gpu.json`` (full) or ``results/smoke/gpu/bench_gpu.json`` (any other
