@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -19,9 +19,12 @@ def _strict() -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _lenient(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch's own setting (the suite's conftest makes every test strict)."""
-    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", False)
+def _lenient() -> Iterator[None]:
+    """torch's own setting (the suite's conftest makes every test strict). Through torch's ``config.patch``, not
+    ``monkeypatch``: pytest 9.2's undo deletes an attribute a module serves through ``__getattr__``, and a deleted
+    config entry is gone for the rest of the process."""
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=False):
+        yield
 
 
 def _shapes(function: Callable[[torch.Tensor], torch.Tensor], sizes: range) -> list[torch.Tensor]:
