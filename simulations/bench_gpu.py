@@ -39,8 +39,8 @@ H100 run), ``gpu`` (the same cells in the order a short lease wants: N = 200, 50
 runs with the states on the host, without the large models' curves, which do not depend on the placement),
 ``gpu-compiled`` (plain and speculative sampling compiled, the headline cells first: block before token, fixed
 windows, reuse and early-exit drafters; a compiled run has no perfect-drafter or adaptive cells, whose in-run timing
-of the network would split the compiled round; every compiled cell runs within
-:func:`simulations.compilation.strict_compilation`, as the preset compiles up to 64 graphs of its round), ``cpu`` (a
+of the network would split the compiled round; the preset compiles up to 64 graphs of its round, within the
+sampler's :data:`~specdiff.sampler.COMPILED_GRAPHS_LIMIT`), ``cpu`` (a
 reduced run for a CPU-only machine) and ``smoke`` (seconds, for the tests). Options: ``--device`` (default: cuda
 when available, else cpu), ``--placement device|host`` and ``--compile``. The framework's ``--max-seconds S``
 starts no cell after S seconds (the results file then says ``"complete": false`` and ``sweep.not_run`` counts the
@@ -58,7 +58,6 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,7 +65,6 @@ import numpy as np
 import torch
 
 from simulations.common import EXIT_BLOCKS, network_drafter, shipped_digits
-from simulations.compilation import strict_compilation
 from simulations.experiment import Experiment, Summary, make_cells
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
@@ -607,12 +605,10 @@ def run_sampling(cell: SamplingCell, seed: int) -> dict[str, Any]:
 
 
 def run_cell(cell: BenchCell, seed: int) -> dict[str, Any]:
-    """The record of one cell: a cost curve or a timed plain/speculative pair (compiled: within
-    :func:`~simulations.compilation.strict_compilation`, so that no cell past torch's limit of graphs runs eagerly)."""
+    """The record of one cell: a cost curve or a timed plain/speculative pair."""
     if isinstance(cell, CostCurveCell):
         return run_cost_curve(cell, seed)
-    with strict_compilation() if cell.compiled else nullcontext():
-        return run_sampling(cell, seed)
+    return run_sampling(cell, seed)
 
 
 # --- Summary -------------------------------------------------------------------------------------------------------
@@ -658,7 +654,6 @@ EXPERIMENT = Experiment(
         "specdiff/timing.py",
         "specdiff/diagnostics.py",
         "simulations/common.py",
-        "simulations/compilation.py",
         "simulations/bench_gpu.py",
     ),
     cells=cells,

@@ -35,14 +35,12 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from simulations.common import network_drafter, shipped_digits
-from simulations.compilation import strict_compilation
 from simulations.experiment import Experiment, Summary
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
@@ -168,7 +166,7 @@ def _run(cell: CheckCell, graph: str, seed: int) -> SpeculativeResult:
     shape = (cell.batch, network.config.in_channels, network.config.input_size, network.config.input_size)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
     labels = (torch.arange(cell.batch) % 10).to(device)
-    with torch.no_grad(), strict_compilation() if cell.compiled else nullcontext():
+    with torch.no_grad():
         return sample(
             model,
             kernel,
@@ -284,7 +282,6 @@ EXPERIMENT = Experiment(
         "specdiff/models/dit.py",
         *WEIGHTS,
         "simulations/common.py",
-        "simulations/compilation.py",
         "simulations/graph_check.py",
     ),
     cells=cells,

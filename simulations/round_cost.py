@@ -67,7 +67,6 @@ from typing import Any
 import torch
 
 import specdiff
-from simulations.compilation import strict_compilation
 from simulations.experiment import Experiment, Summary, keep_freed_memory
 from simulations.experiment import main as experiment_main
 from simulations.provenance import SAMPLER_CODE
@@ -234,17 +233,16 @@ def _run(
     rule: Any,  # a specdiff.verify.Rule
     keywords: dict[str, Any],
 ) -> tuple[Any, float]:
-    """One run: (result, wall seconds); compiled, within :func:`strict_compilation` (entered outside the clock)."""
+    """One run: (result, wall seconds)."""
     generator = torch.Generator().manual_seed(seed)
-    with strict_compilation() if keywords.get("compile", False) else nullcontext():
-        start = time.perf_counter()
-        if sampler == "plain":
-            result: Any = plain_chain(target, sigmas, x_init, generator=generator, **keywords)
-        else:
-            result = speculative_chain(
-                target, draft, sigmas, x_init, window=window, rule=rule, generator=generator, **keywords
-            )
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    if sampler == "plain":
+        result: Any = plain_chain(target, sigmas, x_init, generator=generator, **keywords)
+    else:
+        result = speculative_chain(
+            target, draft, sigmas, x_init, window=window, rule=rule, generator=generator, **keywords
+        )
+    seconds = time.perf_counter() - start
     return result, seconds
 
 
@@ -723,7 +721,6 @@ EXPERIMENT = Experiment(
     code=(
         *SAMPLER_CODE,
         "specdiff/opcount.py",
-        "simulations/compilation.py",
         "simulations/overhead.py",
         "simulations/round_cost.py",
     ),

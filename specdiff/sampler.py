@@ -34,10 +34,11 @@ same batched call.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -319,7 +320,9 @@ def plain_chain(
         Source of each sample's key (:func:`specdiff.randomness.sample_keys`).
     compile : bool
         Run each stochastic step, the call of ``target_mean`` included, through ``torch.compile`` (one graph for
-        every step: the same work as one round of ``speculative_chain(..., compile=True)``).
+        every step: the same work as one round of ``speculative_chain(..., compile=True)``). A RuntimeError past
+        :data:`COMPILED_GRAPHS_LIMIT` graphs per process (one per batch size and state shape), rather than eager
+        steps.
     graph : {"auto", "off", "cuda", "simulated"}
         Replay each stochastic step from a graph after two warm-up steps (:data:`GraphMode`; ``"auto"``: a CUDA
         graph when ``compile=True`` on a CUDA device), exactly as :func:`speculative_chain` replays its rounds, so
@@ -334,6 +337,8 @@ def plain_chain(
     ------
     ValueError
         Bad inputs; a mean of the wrong shape; a non-finite state (after the run, naming the first such step).
+    RuntimeError
+        ``compile=True`` past the limit of compiled graphs (above).
     """
     start = time.perf_counter()
     sigmas = _check_chain(sigmas, x_init)
@@ -347,26 +352,27 @@ def plain_chain(
     first_bad = torch.full((), horizon, dtype=torch.long, device=device)
     state = x_init.clone()
     chosen_graph = _graph(graph, compile, device)
-    if chosen_graph is not None:
-        # The step index is a device tensor of the carry, so that one recording serves every stochastic step.
-        stepped = _PlainStep(step, target_mean, step_indices, step_sigmas, keys, codes)
-        replayed = StaticStep(stepped, chosen_graph, fallback=graph == "auto")
-        carry: tuple[torch.Tensor, ...] = (state, first_bad, step_indices[0].clone())
-        with torch.no_grad():  # (replays record no autograd history: none of the run does)
+    with _strictly_compiled(compile):
+        if chosen_graph is not None:
+            # The step index is a device tensor of the carry, so that one recording serves every stochastic step.
+            stepped = _PlainStep(step, target_mean, step_indices, step_sigmas, keys, codes)
+            replayed = StaticStep(stepped, chosen_graph, fallback=graph == "auto")
+            carry: tuple[torch.Tensor, ...] = (state, first_bad, step_indices[0].clone())
+            with torch.no_grad():  # (replays record no autograd history: none of the run does)
+                for index in range(horizon):
+                    if stochastic[index]:
+                        carry = replayed(carry)[0]
+                    else:
+                        carry = stepped.deterministic(carry)
+            state, first_bad = carry[0], carry[1]
+        else:
             for index in range(horizon):
                 if stochastic[index]:
-                    carry = replayed(carry)[0]
+                    steps = step_indices[index].expand(batch)
+                    state, finite = step(target_mean, state, steps, step_sigmas[index], keys, codes)
                 else:
-                    carry = stepped.deterministic(carry)
-        state, first_bad = carry[0], carry[1]
-    else:
-        for index in range(horizon):
-            if stochastic[index]:
-                steps = step_indices[index].expand(batch)
-                state, finite = step(target_mean, state, steps, step_sigmas[index], keys, codes)
-            else:
-                state, finite = _deterministic_step(target_mean, state, step_indices[index])
-            first_bad = _first_bad(first_bad, finite, index, horizon)
+                    state, finite = _deterministic_step(target_mean, state, step_indices[index])
+                first_bad = _first_bad(first_bad, finite, index, horizon)
     bad = int(first_bad)
     if bad < horizon:
         _raise_non_finite(bad, "the target mean")
@@ -449,7 +455,10 @@ def speculative_chain(
         Run each round through ``torch.compile`` as one graph: the drafts, the target call, verification, the
         commit, the drafter's and the policy's updates and the next round's plan. The round's width is then always
         the policy's maximum window, so one graph serves every round. Model code that ``torch.compile`` cannot trace
-        splits the graph there (it still runs, eagerly); the first call compiles (tens of seconds).
+        splits the graph there (it still runs, eagerly); the first call compiles (tens of seconds), and so does each
+        new number of steps, batch size or configuration. Past :data:`COMPILED_GRAPHS_LIMIT` graphs of the round per
+        process (or torch's ``recompile_limit`` if larger) the run raises a RuntimeError rather than run eagerly;
+        ``torch.compiler.reset()`` drops the graphs kept.
     graph : {"auto", "off", "cuda", "simulated"}
         Replay each round from a graph after two warm-up rounds (:data:`GraphMode`; ``"auto"``: a CUDA graph when
         ``compile=True`` on a CUDA device): one launch per round instead of hundreds, the target call included. The
@@ -877,21 +886,22 @@ def _speculate(
             _carried_round(advance, setup, layout), graph, (drafter, policy), fallback=options.graph == "auto"
         )
     plan, flags = _plan(setup, state)
-    while True:
-        running, longest, first_bad = flags.tolist()  # the round's one host synchronization
-        if first_bad < horizon:
-            _raise_non_finite(first_bad, "a target or draft mean (or the state they give) in the round starting")
-        if not running:
-            break
-        if replayed is not None:
-            (state, plan, flags), log = replayed((state, plan, flags))
+    with _strictly_compiled(options.compile):
+        while True:
+            running, longest, first_bad = flags.tolist()  # the round's one host synchronization
+            if first_bad < horizon:
+                _raise_non_finite(first_bad, "a target or draft mean (or the state they give) in the round starting")
+            if not running:
+                break
+            if replayed is not None:
+                (state, plan, flags), log = replayed((state, plan, flags))
+                logs.append(log)
+                continue
+            width = policy.max_window if options.compile else longest
+            if width not in layouts:
+                layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
+            state, log, plan, flags = advance(setup, state, plan, layouts[width])
             logs.append(log)
-            continue
-        width = policy.max_window if options.compile else longest
-        if width not in layouts:
-            layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
-        state, log, plan, flags = advance(setup, state, plan, layouts[width])
-        logs.append(log)
     result = _result(logs, state.states, setup, drafter)
     result.wall_seconds = time.perf_counter() - start_time
     return result
@@ -1008,6 +1018,40 @@ class _Compiled:
 
     speculative_round: _Advance
     plain_step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+#: Compiled graphs of one function (the round, the plain step, the model code past a graph break) that a
+#: ``compile=True`` run lets torch keep per process, unless ``torch._dynamo.config.recompile_limit`` allows more. Past
+#: its limit torch would run the function eagerly with only a warning; the sampler raises instead.
+COMPILED_GRAPHS_LIMIT = 128
+
+
+@functools.cache
+def _strict_patch(limit: int) -> contextlib.AbstractContextManager[None]:
+    # One reusable patch per limit: building it costs more than entering it (microseconds per run).
+    return torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True)
+
+
+@contextlib.contextmanager
+def _strictly_compiled(compile: bool) -> Iterator[None]:
+    """Within the block, a compiled function past its limit of graphs raises a RuntimeError that says why, instead of
+    running eagerly (``compile=False``: nothing changes). The limit is the larger of :data:`COMPILED_GRAPHS_LIMIT`
+    and torch's ``recompile_limit``."""
+    if not compile:
+        yield
+        return
+    limit = max(COMPILED_GRAPHS_LIMIT, int(torch._dynamo.config.recompile_limit))
+    try:
+        with _strict_patch(limit):
+            yield
+    except torch._dynamo.exc.FailOnRecompileLimitHit as error:
+        raise RuntimeError(
+            f"compile=True: a compiled function of this run would need more than {limit} graphs in this process, "
+            "and would run eagerly past them. The round (and the plain step) compiles once per number of steps, "
+            "batch size, state shape and configuration (model, drafter, rule, window); model code that reads a "
+            "device value on the host compiles again at every step. Drop the graphs kept so far with "
+            "torch.compiler.reset(), raise torch._dynamo.config.recompile_limit, or pass compile=False."
+        ) from error
 
 
 #: ``torch.compile`` options per device type. On a CPU the graph's wrapper code is generated in C++ rather than

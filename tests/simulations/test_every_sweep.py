@@ -16,7 +16,7 @@ from simulations.provenance import REPOSITORY_ROOT
 
 #: Modules of simulations/ that are not experiments: the framework, shared pieces, commands, the report and figures.
 NOT_EXPERIMENTS = {
-    "__init__", "cells", "cli", "common", "compilation", "controls", "experiment", "figures", "provenance", "report",
+    "__init__", "cells", "cli", "common", "controls", "experiment", "figures", "provenance", "report",
     "sampling", "theory_table",
 }  # fmt: skip
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -287,15 +288,91 @@ def test_a_compiled_plain_step_of_a_diffusion_model_is_one_graph(monkeypatch: py
 
 def test_the_structure_check_sees_a_graph_break(monkeypatch: pytest.MonkeyPatch) -> None:
     # Negative control: a mean function that reads a value on the host splits the compiled step. The value read is
-    # a constant of the code after the break, which recompiles at every step, past torch's limit of graphs: torch's
-    # own setting (run it eagerly) rather than the suite's (raise), since only the breaks are counted here.
-    # (torch's config.patch, not monkeypatch: pytest 9.2's undo would delete the config entry for good.)
+    # a constant of the code after the break, which recompiles at every step (12 graphs: within the sampler's limit).
     _traced_only(monkeypatch)
 
     def host_reading(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         return _target(states, steps) * (1.0 + 0.0 * float(states.sum()))
 
     start = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=False):
-        plain_chain(host_reading, SIGMAS, start, generator=torch.Generator().manual_seed(1), compile=True)
+    plain_chain(host_reading, SIGMAS, start, generator=torch.Generator().manual_seed(1), compile=True)
     assert _graphs_and_breaks()[1] > 0
+
+
+def _batches(sizes: range, compile: bool = False) -> list[torch.Tensor]:
+    """Plain runs of each batch size in ``sizes`` (compiled: one graph of the plain step per batch size)."""
+    starts = [torch.ones(size, 4, dtype=torch.float64) for size in sizes]
+    return [plain_chain(_target, SIGMAS, start, generator=torch.Generator().manual_seed(1), compile=compile).samples
+            for start in starts]  # fmt: skip
+
+
+@pytest.fixture
+def _lenient_torch() -> Iterator[None]:
+    """torch's own setting (run eagerly past the limit), not the suite's (raise; tests/conftest.py): what a user has.
+    Through torch's config.patch, not monkeypatch: pytest 9.2's undo deletes a config entry for good."""
+    with torch._dynamo.config.patch(recompile_limit=2, fail_on_recompile_limit_hit=False):
+        yield
+
+
+@pytest.mark.usefixtures("_lenient_torch")
+def test_past_its_limit_of_graphs_a_compiled_run_raises_instead_of_running_eagerly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from specdiff import sampler
+
+    _traced_only(monkeypatch)
+    monkeypatch.setattr(sampler, "COMPILED_GRAPHS_LIMIT", 1)  # the larger of it and torch's 2 applies
+    eager = _batches(range(1, 4))
+    assert all(torch.equal(a, b) for a, b in zip(_batches(range(1, 3), compile=True), eager[:2], strict=True))
+    with pytest.raises(RuntimeError, match=r"more than 2 graphs in this process") as raised:
+        _batches(range(3, 4), compile=True)
+    assert isinstance(raised.value.__cause__, torch._dynamo.exc.FailOnRecompileLimitHit)
+    assert _graphs_and_breaks() == (2, 0)
+    # Only within the run: the user's settings are as they were, and an eager run is not affected.
+    assert (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit) == (2, False)
+    assert torch.equal(_batches(range(3, 4))[0], eager[2])
+
+
+@pytest.mark.usefixtures("_lenient_torch")
+def test_without_the_guard_the_run_past_the_limit_is_silently_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Negative control (planted: the sampler's patch made a no-op): the third batch size then runs without a graph
+    # and without an error, which is what the guard turns into one.
+    from specdiff import sampler
+
+    _traced_only(monkeypatch)
+    monkeypatch.setattr(sampler, "COMPILED_GRAPHS_LIMIT", 1)
+    monkeypatch.setattr(sampler, "_strict_patch", lambda limit: contextlib.nullcontext())
+    compiled = _batches(range(1, 4), compile=True)
+    assert _graphs_and_breaks() == (2, 0)
+    assert all(torch.equal(a, b) for a, b in zip(compiled, _batches(range(1, 4)), strict=True))
+
+
+def test_a_larger_limit_of_torch_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from specdiff import sampler
+
+    _traced_only(monkeypatch)
+    monkeypatch.setattr(sampler, "COMPILED_GRAPHS_LIMIT", 1)
+    with torch._dynamo.config.patch(recompile_limit=3, fail_on_recompile_limit_hit=False):
+        _batches(range(1, 4), compile=True)
+        assert _graphs_and_breaks() == (3, 0)
+        with pytest.raises(RuntimeError, match=r"more than 3 graphs"):
+            _batches(range(4, 5), compile=True)
+
+
+@pytest.mark.usefixtures("_lenient_torch")
+def test_a_compiled_speculative_run_past_its_limit_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One graph of the round per batch size (a drafter without memory): torch's 2 hold two batch sizes.
+    from specdiff import sampler
+
+    _traced_only(monkeypatch)
+    monkeypatch.setattr(sampler, "COMPILED_GRAPHS_LIMIT", 1)
+
+    def run(size: int) -> None:
+        start, generator = torch.ones(size, 4, dtype=torch.float64), torch.Generator().manual_seed(1)
+        speculative_chain(_target, _target, SIGMAS, start, window=4, rule="block", generator=generator, compile=True)
+
+    for size in (1, 2, 1):
+        run(size)
+    assert _graphs_and_breaks() == (2, 0)
+    with pytest.raises(RuntimeError, match=r"compile=True: .* more than 2 graphs"):
+        run(3)
