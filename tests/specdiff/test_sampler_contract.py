@@ -376,3 +376,19 @@ def test_a_compiled_speculative_run_past_its_limit_raises(monkeypatch: pytest.Mo
     assert _graphs_and_breaks() == (2, 0)
     with pytest.raises(RuntimeError, match=r"compile=True: .* more than 2 graphs"):
         run(3)
+
+
+def test_compiled_runs_may_nest() -> None:
+    # A compiled run inside another (a model or a thread that samples): each run enters its own config patch (a
+    # patch object shared by the runs cannot be entered twice under torch 2.11), and each restores what it found.
+    from specdiff import sampler
+
+    with torch._dynamo.config.patch(recompile_limit=2, fail_on_recompile_limit_hit=False):
+        with sampler._strictly_compiled(True):
+            with sampler._strictly_compiled(True):
+                assert torch._dynamo.config.fail_on_recompile_limit_hit
+            assert (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit) == (
+                128,
+                True,
+            )
+        assert (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit) == (2, False)
