@@ -6,7 +6,8 @@ cases counted one by one), so the probability that any of them fails on a correc
 100 x 1e-4 = 1%; their seeds are fixed, so a given checkout either passes or fails deterministically.
 
 Compiled code: past torch's limit of compiled graphs per function (8) a compiled function would run eagerly with only
-a warning, and a test of the compiled sampler would then test the eager one; here it raises instead.
+a warning. A compiled sampler run raises past its own limit (``specdiff.sampler.COMPILED_GRAPHS_LIMIT``); here any
+other compiled function (a test's own ``torch.compile``) raises past torch's limit as well.
 """
 
 from __future__ import annotations
