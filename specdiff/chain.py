@@ -109,6 +109,23 @@ def _grouped(
     return output
 
 
+def _checked_prediction(prediction: object, states: torch.Tensor, source: str) -> torch.Tensor:
+    """``prediction`` after checking it is a real tensor of the states' shape on their device (metadata only: a
+    prediction that broadcasts would give every sample the same prediction, silently)."""
+    if not isinstance(prediction, torch.Tensor):
+        raise ValueError(f"{source} returned a {type(prediction).__name__}, not a tensor")
+    if prediction.shape != states.shape:
+        raise ValueError(
+            f"{source} returned shape {tuple(prediction.shape)} for states of shape {tuple(states.shape)}: a "
+            "prediction has one entry per state entry"
+        )
+    if prediction.device != states.device or prediction.is_complex():
+        raise ValueError(
+            f"{source} returned a {prediction.dtype} tensor on {prediction.device} for real states on {states.device}"
+        )
+    return prediction
+
+
 @dataclass
 class ModelChain:
     """A diffusion model seen as a Gaussian Markov chain: the model, its kernel and the per-sample conditioning.
@@ -161,7 +178,7 @@ class ModelChain:
     def predict(self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The model prediction at ``states`` (M, *event) for steps (M,) of samples ``rows`` (M,)."""
         inputs, timesteps = self._inputs(states, steps)
-        return self.model(inputs, timesteps, **self._arguments(rows))
+        return _checked_prediction(self.model(inputs, timesteps, **self._arguments(rows)), states, "the model")
 
     def predict_first_blocks(
         self, states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor, blocks: int
@@ -171,7 +188,8 @@ class ModelChain:
         if forward_first_k is None:
             raise ValueError("early exit needs a model with a forward_first_k(x, t, ..., k) method")
         inputs, timesteps = self._inputs(states, steps)
-        return forward_first_k(inputs, timesteps, k=blocks, **self._arguments(rows))
+        prediction = forward_first_k(inputs, timesteps, k=blocks, **self._arguments(rows))
+        return _checked_prediction(prediction, states, "the model's forward_first_k")
 
     def means(self, states: torch.Tensor, predictions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Transition means ``mu_n(x)`` (M, *event) in the states' dtype, from states and predictions (M, *event)

@@ -68,7 +68,8 @@ class NoiseSchedule:
     Attributes
     ----------
     alphas_cumprod : Tensor, shape (T,), float64
-        ``abar_t = prod_{s <= t} (1 - beta_s)`` for training timesteps ``t = 0..T-1``; strictly decreasing in (0, 1].
+        ``abar_t = prod_{s <= t} (1 - beta_s)`` for training timesteps ``t = 0..T-1``; strictly decreasing in
+        (0, 1) (``abar = 1`` would be a noise-free timestep, where the kernels divide by ``1 - abar``).
     """
 
     alphas_cumprod: torch.Tensor
@@ -77,8 +78,8 @@ class NoiseSchedule:
         values = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64).detach().clone()
         if values.ndim != 1 or values.numel() < 1:
             raise ValueError(f"alphas_cumprod must be a non-empty 1-D tensor, got shape {tuple(values.shape)}")
-        if not bool(torch.all(torch.isfinite(values))) or bool(torch.any(values <= 0)) or bool(torch.any(values > 1)):
-            raise ValueError("alphas_cumprod must lie in (0, 1]")
+        if not bool(torch.all(torch.isfinite(values))) or bool(torch.any(values <= 0)) or bool(torch.any(values >= 1)):
+            raise ValueError("alphas_cumprod must lie in (0, 1): abar = 1 is a noise-free timestep")
         if values.numel() > 1 and bool(torch.any(values[1:] >= values[:-1])):
             raise ValueError("alphas_cumprod must be strictly decreasing")
         object.__setattr__(self, "alphas_cumprod", values)

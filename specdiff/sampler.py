@@ -207,6 +207,8 @@ class SpeculativeResult:
 def _check_chain(sigmas: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
     if not isinstance(x_init, torch.Tensor) or x_init.dim() < 2:
         raise ValueError("x_init must be a tensor of shape (B, *event)")
+    if not x_init.is_floating_point():
+        raise ValueError(f"states must be float32 or float64, got {x_init.dtype}")
     if x_init.dtype not in STATE_DTYPES:
         raise ValueError(
             f"states must be float32 or float64, got {x_init.dtype}: a half-precision state rounds by more than a "
@@ -224,11 +226,21 @@ def _check_chain(sigmas: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
 
 
 def _checked_mean(mean: torch.Tensor, like: torch.Tensor, function: str) -> torch.Tensor:
-    """``mean`` in the dtype of ``like``, after checking it is a tensor of the same shape (a host check on shapes)."""
+    """``mean`` in the dtype of ``like``, after checking it is a real tensor of the same shape on the same device
+    (host checks on metadata: no data is read)."""
     if not isinstance(mean, torch.Tensor) or mean.shape != like.shape:
         shape = tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__
         raise ValueError(f"{function} returned shape {shape} for states of shape {tuple(like.shape)}")
+    if mean.device != like.device:
+        raise ValueError(f"{function} returned a tensor on {mean.device} for states on {like.device}")
+    if mean.is_complex():
+        raise ValueError(f"{function} returned a complex tensor ({mean.dtype}): means must be real")
     return mean.to(like.dtype)
+
+
+def _check_callable(function: object, name: str) -> None:
+    if not callable(function):
+        raise ValueError(f"{name} must be callable, got {type(function).__name__}")
 
 
 def _raise_non_finite(step: int, what: str) -> None:
@@ -341,6 +353,7 @@ def plain_chain(
         ``compile=True`` past the limit of compiled graphs (above).
     """
     start = time.perf_counter()
+    _check_callable(target_mean, "target_mean")
     sigmas = _check_chain(sigmas, x_init)
     batch, device = x_init.shape[0], x_init.device
     horizon = int(sigmas.shape[0])
@@ -412,9 +425,9 @@ def _as_rule(rule: SamplerRule, policy: WindowPolicy) -> VerificationRule | Rule
 def _as_policy(window: int | WindowPolicy) -> WindowPolicy:
     if isinstance(window, WindowPolicy):
         return window
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be an int >= 1 or a WindowPolicy, got {window!r}")
-    return FixedWindow(window)
+    return FixedWindow(int(window))
 
 
 Evaluate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -444,7 +457,9 @@ def speculative_chain(
         ``(states (M, *event), steps (M,)) -> means (M, *event)``, called once per drafted column; or a
         :class:`specdiff.drafters.Drafter` that needs no model (for example a ``MeanDrafter`` with a cost).
     sigmas : Tensor, shape (N,)
+        Standard deviation of each step: 0 (a deterministic step, taken plainly) or at least :data:`SIGMA_MIN`.
     x_init : Tensor, shape (B, *event), float32 or float64
+        B = 0 gives an empty result.
     window : int or WindowPolicy
         Maximum drafted steps per round (>= 1), or a policy choosing it per sample and round.
     rule : {"token-reflection", "token-residual", "block", "adaptive"} or a rule object of ``specdiff.verify``
@@ -454,7 +469,8 @@ def speculative_chain(
     compile : bool
         Run each round through ``torch.compile`` as one graph: the drafts, the target call, verification, the
         commit, the drafter's and the policy's updates and the next round's plan. The round's width is then always
-        the policy's maximum window, so one graph serves every round. Model code that ``torch.compile`` cannot trace
+        the policy's maximum window (or the longest run of stochastic steps, if shorter), so one graph serves every
+        round. Model code that ``torch.compile`` cannot trace
         splits the graph there (it still runs, eagerly); the first call compiles (tens of seconds), and so does each
         new number of steps, batch size or configuration. Past :data:`COMPILED_GRAPHS_LIMIT` graphs of the round per
         process (or torch's ``recompile_limit`` if larger) the run raises a RuntimeError rather than run eagerly;
@@ -462,7 +478,7 @@ def speculative_chain(
     graph : {"auto", "off", "cuda", "simulated"}
         Replay each round from a graph after two warm-up rounds (:data:`GraphMode`; ``"auto"``: a CUDA graph when
         ``compile=True`` on a CUDA device): one launch per round instead of hundreds, the target call included. The
-        round's width is then the policy's maximum window, as under ``compile``. The model must be capturable (no
+        round's width is then fixed, as under ``compile``. The model must be capturable (no
         host reads, no new allocations that outlive a call); the drafter and the policy keep their tensors in
         their own attributes (:mod:`specdiff.graphs`). The same samples as without when the model's output for a
         row does not depend on how many rows it is called with; a network's can, in the last bits (its matrix
@@ -475,6 +491,7 @@ def speculative_chain(
         Computed without autograd (``torch.no_grad``): accepting or rejecting a draft is not differentiable, and a
         history kept across rounds would only hold memory.
     """
+    _check_callable(target_mean, "target_mean")
     drafter = draft_mean if isinstance(draft_mean, Drafter) else MeanDrafter(draft_mean)
 
     def evaluate(states: torch.Tensor, steps: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -531,6 +548,8 @@ def sample(
     -------
     SpeculativeResult
     """
+    if drafter is not None and not isinstance(drafter, Drafter):
+        raise TypeError(f"drafter must be a specdiff.drafters.Drafter instance or None, got {drafter!r}")
     chain = ModelChain(model, kernel, {} if conditioning is None else dict(conditioning))
     _check_conditioning(chain, x_init)
     policy = _as_policy(AdaptiveWindow() if window is None else window)
@@ -863,14 +882,27 @@ def _speculate(
 ) -> SpeculativeResult:
     start_time = time.perf_counter()
     sigmas = _check_chain(sigmas, x_init)
+    if bool(((sigmas > 0) & (sigmas < SIGMA_MIN)).any()):  # (a host tensor)
+        raise ValueError(
+            f"speculative sampling needs every nonzero sigma >= {SIGMA_MIN:g}: verification divides by sigma^2 in "
+            "float64, which underflows below that"
+        )
     policy, device = options.policy, x_init.device
     horizon, batch = int(sigmas.shape[0]), int(x_init.shape[0])
     keys = sample_keys(options.generator, batch, device)
+    if batch == 0:  # nothing to sample (a round reduces over its samples)
+        empty = _empty_result(x_init.clone(), horizon)
+        empty.wall_seconds = time.perf_counter() - start_time
+        return empty
     if chain is not None:
         chain.prepare(device)
     drafter.reset(batch, chain, device)
     policy.reset(batch, drafter.draft_cost_per_step, drafter.draft_cost_per_round, _rule_family(options.rule), device)
-    runs = _stochastic_run_lengths(sigmas).to(device)
+    runs = _stochastic_run_lengths(sigmas)
+    # The width of a compiled or replayed round: the policy's maximum, but no window is longer than a run of
+    # stochastic steps (at least 1, the width the compiled rounds are tested at).
+    widest = max(1, min(policy.max_window, int(runs.max())))
+    runs = runs.to(device)
     rows = torch.arange(batch, device=device)
     setup = _Setup(evaluate, drafter, policy, options.rule, sigmas.to(device), runs, keys, rows, horizon)
     position = torch.zeros(batch, dtype=torch.long, device=device)
@@ -881,7 +913,7 @@ def _speculate(
     graph = _graph(options.graph, options.compile, device)
     replayed: StaticStep | None = None
     if graph is not None:
-        layout = _layout(policy.max_window, batch, math.prod(x_init.shape[1:]), device)
+        layout = _layout(widest, batch, math.prod(x_init.shape[1:]), device)
         replayed = StaticStep(
             _carried_round(advance, setup, layout), graph, (drafter, policy), fallback=options.graph == "auto"
         )
@@ -897,7 +929,7 @@ def _speculate(
                 (state, plan, flags), log = replayed((state, plan, flags))
                 logs.append(log)
                 continue
-            width = policy.max_window if options.compile else longest
+            width = widest if options.compile else longest
             if width not in layouts:
                 layouts[width] = _layout(width, batch, math.prod(x_init.shape[1:]), device)
             state, log, plan, flags = advance(setup, state, plan, layouts[width])
@@ -955,12 +987,7 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
     """The run's statistics, moved to the host once and unpacked there for all rounds at once (numpy arrays: a
     tensor operation costs microseconds of dispatch, and a run has rounds x fields of them)."""
     batch = samples.shape[0]
-    result = SpeculativeResult(
-        samples=samples,
-        sample_rounds=torch.zeros(batch, dtype=torch.long),
-        sample_draft_cost=torch.zeros(batch, dtype=torch.float64),
-    )
-    result._horizon = setup.horizon
+    result = _empty_result(samples, setup.horizon)
     if not logs:
         return result
     widths = [log.width for log in logs]
@@ -997,6 +1024,18 @@ def _result(logs: list[_RoundLog], samples: torch.Tensor, setup: _Setup, drafter
     return result
 
 
+def _empty_result(samples: torch.Tensor, horizon: int) -> SpeculativeResult:
+    """A result with no rounds yet: zero counts, every sample's statistics 0."""
+    batch = samples.shape[0]
+    result = SpeculativeResult(
+        samples=samples,
+        sample_rounds=torch.zeros(batch, dtype=torch.long),
+        sample_draft_cost=torch.zeros(batch, dtype=torch.float64),
+    )
+    result._horizon = horizon
+    return result
+
+
 def _unpack(flat: np.ndarray, batch: int, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The fields of R packed round logs (:class:`_RoundLog`, concatenated in ``flat``) by two gathers: the
     (5, R, B) integer fields (int64) and the (2, R, B, widest) gaps and weights, NaN beyond each round's width."""
@@ -1019,6 +1058,9 @@ class _Compiled:
     speculative_round: _Advance
     plain_step: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
+
+#: Nonzero sigmas below this are refused by the speculative samplers (verification divides by sigma^2 in float64).
+SIGMA_MIN = 1e-150
 
 #: Compiled graphs of one function (the round, the plain step, the model code past a graph break) that a
 #: ``compile=True`` run lets torch keep per process, unless ``torch._dynamo.config.recompile_limit`` allows more. Past

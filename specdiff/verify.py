@@ -418,11 +418,18 @@ def check_window(
     Raises
     ------
     ValueError
-        Naming the argument: wrong shapes, sigmas that are NaN, negative or 0 on a used step (a deterministic step
-        cannot be speculated), uniforms outside [0, 1), lengths outside 1..L, NaN or inf in the states or means.
+        Naming the argument: a non-tensor, wrong shapes, sigmas that are NaN, inf, negative or 0 on a used step (a
+        deterministic step cannot be speculated), uniforms outside [0, 1), lengths outside 1..L, NaN or inf in the
+        states or means.
     """
-    for name, tensor in (("states", states), ("draft_means", draft_means), ("target_means", target_means)):
-        _require(isinstance(tensor, torch.Tensor), f"{name} must be a tensor")
+    for name, tensor in (
+        ("states", states),
+        ("draft_means", draft_means),
+        ("target_means", target_means),
+        ("sigmas", sigmas),
+        ("residual_noise", residual_noise),
+    ):
+        _require(isinstance(tensor, torch.Tensor), f"{name} must be a tensor, got {type(tensor).__name__}")
     _require(states.dim() >= 3, "states must have shape (B, L+1, *event) with at least one event dimension")
     batch, width = states.shape[0], states.shape[1] - 1
     event = tuple(states.shape[2:])
@@ -441,7 +448,7 @@ def check_window(
     sigmas = sigmas.to(device=states.device, dtype=torch.float64)
     used = torch.arange(width + 1, device=states.device)[None, :] <= lengths[:, None]  # steps 1..L_r + 1
     used_sigmas = torch.where(used, sigmas, 1.0)
-    _require(not bool(torch.isnan(used_sigmas).any()), "sigmas contain NaN")
+    _require(bool(torch.isfinite(used_sigmas).all()), "sigmas must be finite (no NaN or inf)")
     _require(bool((used_sigmas >= 0).all()), "sigmas must be >= 0")
     _require(
         bool((used_sigmas > 0).all()),

@@ -65,8 +65,10 @@ def test_schedules_match_their_definitions() -> None:
 def test_schedule_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="decreasing"):
         NoiseSchedule(torch.tensor([0.9, 0.95]))
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
         NoiseSchedule(torch.tensor([0.9, 0.0]))
+    with pytest.raises(ValueError, match="noise-free"):  # abar = 1 would divide by 1 - abar in every kernel
+        NoiseSchedule(torch.tensor([1.0, 0.5, 0.2]))
     with pytest.raises(ValueError, match="1-D"):
         NoiseSchedule(torch.ones(2, 2))
     with pytest.raises(ValueError, match="positive integer"):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from specdiff.models import GaussianMixture
 from specdiff.opcount import OpCounter, SimulatedDevice
 from specdiff.policies import AdaptiveWindow, FixedWindow, PlainSteps
 from specdiff.randomness import sample_keys
-from specdiff.sampler import SamplerRule, plain_chain, sample, sample_plain, speculative_chain
+from specdiff.sampler import SIGMA_MIN, SamplerRule, plain_chain, sample, sample_plain, speculative_chain
 from specdiff.verify import RULES, Rule
 
 DATA = GaussianMixture.gaussian(torch.tensor([1.5, -0.5], dtype=torch.float64), 0.2)
@@ -153,6 +155,104 @@ def test_a_generator_of_the_wrong_type_is_a_type_error(generator: object) -> Non
         plain_chain(_target, SIGMAS, start, generator=generator)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Generator"):
         speculative_chain(_target, _draft, SIGMAS, start, window=2, rule="block", generator=generator)  # type: ignore[arg-type]
+
+
+def test_an_empty_batch_gives_an_empty_result() -> None:
+    start = torch.zeros(0, 4, dtype=torch.float64)
+    plain = plain_chain(_target, SIGMAS, start, generator=torch.Generator())
+    for rule in ("block", "token-reflection"):
+        result = speculative_chain(_target, _draft, SIGMAS, start, window=3, rule=rule, generator=torch.Generator())
+        assert result.samples.shape == plain.samples.shape == (0, 4)
+        assert result.rounds == result.target_calls == 0 and result.sample_rounds.shape == (0,)
+    kernel, empty = _kernel(), torch.zeros(0, 2, dtype=torch.float64)
+    assert sample(lambda x, t: 0.5 * x, kernel, empty, generator=torch.Generator()).samples.shape == (0, 2)
+
+
+@pytest.mark.parametrize("broken", [lambda x, t: 0.5 * x[:1], lambda x, t: 0.5 * x[:, :1], lambda x, t: (x, x)])
+def test_a_prediction_of_the_wrong_shape_or_type_is_named(broken: Callable[..., object]) -> None:
+    # A (1, d) or (B, 1) prediction would broadcast through a linear kernel: every sample silently given the first
+    # sample's prediction (checked before this test: the samples equalled that).
+    start = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="the model returned"):
+        sample_plain(broken, _kernel(), start, generator=torch.Generator())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the model returned"):
+        sample(broken, _kernel(), start, window=2, generator=torch.Generator())  # type: ignore[arg-type]
+
+
+def test_means_that_are_complex_or_on_another_device_are_named() -> None:
+    start = torch.zeros(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="complex"):
+        plain_chain(lambda x, n: _target(x, n).to(torch.complex128), SIGMAS, start, generator=torch.Generator())
+    with pytest.raises(ValueError, match="on meta for states on cpu"):
+        speculative_chain(
+            lambda x, n: _target(x, n).to("meta"),
+            _draft,
+            SIGMAS,
+            start,
+            window=2,
+            rule="block",
+            generator=torch.Generator(),
+        )
+
+
+def test_callables_drafters_and_windows_are_checked_by_type() -> None:
+    start = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="target_mean must be callable"):
+        plain_chain(3, SIGMAS, start, generator=torch.Generator())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="target_mean must be callable"):
+        speculative_chain(3, _draft, SIGMAS, start, window=2, rule="block", generator=torch.Generator())  # type: ignore[arg-type]
+    for drafter in (lambda x, n: x, FreeDrafter):
+        with pytest.raises(TypeError, match=r"drafter must be a specdiff\.drafters\.Drafter instance"):
+            sample(lambda x, t: 0.5 * x, _kernel(), start[:, :2], drafter=drafter, generator=torch.Generator())  # type: ignore[arg-type]
+    # A numpy integer is an int: the same samples as the int window.
+    windows: list[Any] = [3, np.int64(3)]
+    runs = [
+        speculative_chain(
+            _target, _draft, SIGMAS, start, window=w, rule="block", generator=torch.Generator().manual_seed(4)
+        )
+        for w in windows
+    ]
+    assert torch.equal(runs[0].samples, runs[1].samples) and runs[0].rounds == runs[1].rounds
+
+
+def test_states_that_are_not_floating_point_are_named_as_such() -> None:
+    with pytest.raises(ValueError, match=r"float32 or float64, got torch.int64$"):
+        plain_chain(_target, SIGMAS, torch.zeros(2, 4, dtype=torch.long), generator=torch.Generator())
+
+
+def test_speculation_refuses_nonzero_sigmas_whose_squares_underflow() -> None:
+    start = torch.zeros(2, 4, dtype=torch.float64)
+    tiny = torch.full((6,), 1e-200, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"nonzero sigma >= 1e-150"):
+        speculative_chain(_target, _draft, tiny, start, window=3, rule="block", generator=torch.Generator())
+    # The smallest allowed sigma runs, and zero sigmas (deterministic steps) stay allowed.
+    allowed = torch.tensor([SIGMA_MIN, 0.0, SIGMA_MIN, SIGMA_MIN], dtype=torch.float64)
+    result = speculative_chain(_target, _target, allowed, start, window=3, rule="block", generator=torch.Generator())
+    assert bool(torch.isfinite(result.samples).all())
+
+
+@pytest.mark.parametrize("mode", ["simulated", "compiled"])
+def test_a_fixed_width_round_is_no_wider_than_the_longest_stochastic_run(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A window of 50 on a 12-step chain whose longest run of stochastic steps is 7: a compiled or replayed round has
+    # a fixed width, which must not be the policy's 50 (51 rows per sample per call, most of them wasted).
+    if mode == "compiled":
+        _traced_only(monkeypatch)
+    sigmas = SIGMAS.clone()
+    sigmas[7] = 0.0
+    start = torch.zeros(2, 4, dtype=torch.float64)
+    rows: list[int] = []
+
+    def recorded(states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        rows.append(int(states.shape[0]))
+        return _target(states, steps)
+
+    options = {"graph": "simulated"} if mode == "simulated" else {"compile": True}
+    speculative_chain(
+        recorded, _draft, sigmas, start, window=50, rule="block", generator=torch.Generator().manual_seed(1), **options
+    )
+    assert rows and max(rows) == 2 * (7 + 1), rows
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -195,6 +195,10 @@ def test_float32_inputs() -> None:
         ({"sigmas": torch.tensor([1.0, 0.0, 1.0, 1.0])}, "plainly"),
         ({"sigmas": torch.tensor([1.0, -1.0, 1.0, 1.0])}, ">= 0"),
         ({"sigmas": torch.tensor([1.0, float("nan"), 1.0, 1.0])}, "NaN"),
+        ({"sigmas": torch.tensor([1.0, float("inf"), 1.0, 1.0])}, "finite"),
+        ({"sigmas": [1.0] * 4}, "sigmas must be a tensor, got list"),
+        ({"sigmas": 1.0}, "sigmas must be a tensor, got float"),
+        ({"residual_noise": [[0.0] * 5] * 4}, "residual_noise must be a tensor"),
         ({"sigmas": torch.ones(3)}, "sigmas"),
         ({"draft_means": torch.zeros(4, 2, 5)}, "draft_means"),
         ({"draft_means": torch.zeros(4, 4, 5)}, "draft_means"),
@@ -207,7 +211,7 @@ def test_float32_inputs() -> None:
 )
 @pytest.mark.parametrize("verify", [block_verify, token_verify])
 def test_bad_input_raises_clear_value_error(
-    verify: Callable[..., VerificationResult], change: dict[str, torch.Tensor], message: str
+    verify: Callable[..., VerificationResult], change: dict[str, object], message: str
 ) -> None:
     arguments = _arguments(_window()) | change
     with pytest.raises(ValueError, match=message):

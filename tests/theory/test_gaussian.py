@@ -11,7 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.gaussian import (
+    RESIDUAL_DELTA_MAX,
     FloatArray,
+    _log_mills_difference,
+    _log_normal_density,
+    _threshold,
     acceptance_probability,
     log_residual_mass,
     log_residual_mass_from_log_weight,
@@ -53,6 +57,28 @@ def test_log_residual_mass_matches_60_digit_reference(weight: float) -> None:
         reference = reference_log_residual_mass(weight, delta)
         error = abs(value - float(reference)) / max(1.0, abs(float(reference)))
         assert error < 1e-12, (weight, delta, value, reference)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.5, 1e-3, 1e-300])
+def test_log_residual_mass_for_large_gaps(weight: float) -> None:
+    # Above delta ~ 1e3 the factorisation phi(s*) [M(s* - delta) - M(s*)] adds two logs of order delta^2 / 8 that
+    # cancel; the mass switches to w Phi-bar(s* - delta) (1 - M(s*) / M(s* - delta)) where s* - delta < 0.
+    deltas = np.array([60.0, 1e3, 1e5, 1e8, 1e9])
+    mine = log_residual_mass(weight, deltas)
+    for delta, value in zip(deltas, mine, strict=True):
+        reference = float(reference_log_residual_mass(weight, delta))
+        assert abs(value - reference) < 1e-12 * max(1.0, abs(reference)), (weight, delta, value, reference)
+    # At delta = inf the laws do not overlap: R = w.
+    assert float(log_residual_mass(weight, np.inf)) == pytest.approx(np.log(weight), rel=1e-15, abs=1e-300)
+
+
+def test_the_factorisation_alone_fails_for_large_gaps() -> None:
+    # Negative control of the test above: without the switch, w = 0.5 at delta = 1e8 is off by far more than its
+    # tolerance (R = 0.607 > w; measured before the switch).
+    log_weight, delta = np.log(0.5), np.array(1e8)
+    threshold = _threshold(np.asarray(log_weight), delta)
+    factorised = _log_normal_density(threshold) + _log_mills_difference(threshold, delta)
+    assert abs(float(factorised) - float(reference_log_residual_mass(0.5, 1e8))) > 1e-3
 
 
 def test_deep_tail_residual_mass() -> None:
@@ -107,6 +133,8 @@ def test_special_values() -> None:
         (residual_quantile, (0.5, 0.5, 0.0)),
         (residual_quantile, (1.0, 0.5, 0.5)),
         (residual_quantile, (-0.1, 0.5, 0.5)),
+        (residual_quantile, (0.5, 0.5, 2 * RESIDUAL_DELTA_MAX)),
+        (residual_log_survival, (0.0, 0.5, 2 * RESIDUAL_DELTA_MAX)),
     ],
 )
 def test_bad_input_raises_value_error(function: Callable[..., FloatArray], arguments: tuple[float, ...]) -> None:
