@@ -202,7 +202,7 @@ def run_demo(
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_grids(
-            [("plain DDPM", plain.samples), ("speculative (block)", speculative.samples)],
+            [("plain DDPM", plain.samples), (f"speculative ({DEFAULT_RULE})", speculative.samples)],
             samples_per_class,
             output_dir / "demo_digits.png",
         )
