@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import platform
 import subprocess
@@ -26,6 +27,32 @@ SAMPLER_CODE = (
     "specdiff/kernels.py",
     "specdiff/graphs.py",
 )
+
+
+def measured_content(path: str, content: bytes) -> bytes:
+    """The part of a file's ``content`` that can change a result measured with it.
+
+    For Python source (``path`` ending in ``.py`` and parsing), its syntax tree without string-literal statements
+    (docstrings): comments, layout and docstrings drop out, so editing documentation does not mark a result stale
+    or change a cell's key. Anything else, including Python that does not parse, counts byte for byte.
+    """
+    if not path.endswith(".py"):
+        return content
+    try:
+        tree = ast.parse(content)
+    except (SyntaxError, ValueError):
+        return content
+    # ast.dump leaves out line and column numbers by default, so moving code counts only if its order changes.
+    return ast.dump(_WithoutDocstrings().visit(tree)).encode()
+
+
+class _WithoutDocstrings(ast.NodeTransformer):
+    """Drops every statement that is a bare string literal (a docstring or an attribute's string): it does nothing."""
+
+    def visit_Expr(self, node: ast.Expr) -> ast.Expr | None:
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return None
+        return node
 
 
 #: Where a copy of the tree travels without its git history, or with a stale copy of it (a lent GPU machine), the

@@ -42,7 +42,7 @@ from simulations import (
 from simulations.bench_gpu import EXPERIMENT as BENCH_EXPERIMENT
 from simulations.bench_gpu import bench_view
 from simulations.exactness import passed as check_passed
-from simulations.provenance import REPOSITORY_ROOT, SAMPLER_CODE
+from simulations.provenance import REPOSITORY_ROOT, SAMPLER_CODE, measured_content
 
 README = REPOSITORY_ROOT / "README.md"
 RESULTS = REPOSITORY_ROOT / "results"
@@ -1160,8 +1160,14 @@ SECTIONS = (
 )
 
 
-def _git(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *arguments], cwd=REPOSITORY_ROOT, capture_output=True, text=True)
+def _git(root: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True)
+
+
+def _git_bytes(root: Path, *arguments: str) -> bytes | None:
+    """The standard output of a git command in ``root`` as bytes, or None when it fails."""
+    completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True)
+    return completed.stdout if completed.returncode == 0 else None
 
 
 def _recorded_commit(results: Path, source: str, payload: dict[str, Any]) -> str | None:
@@ -1174,23 +1180,30 @@ def _recorded_commit(results: Path, source: str, payload: dict[str, Any]) -> str
     return str(commit) if commit else None
 
 
-def staleness(commit: str | None, code: Sequence[str]) -> str | None:
-    """Why a result measured at ``commit`` is stale for ``code``, or None when it is current.
+def staleness(commit: str | None, code: Sequence[str], root: Path = REPOSITORY_ROOT) -> str | None:
+    """Why a result measured at ``commit`` is stale for ``code`` (paths relative to the repository ``root``), or None
+    when it is current.
 
-    Stale: no commit recorded, a commit this clone does not know, or a commit of ``code`` (or an uncommitted change
-    to it) that is not an ancestor of ``commit``.
+    Stale: no commit recorded, a commit this clone does not know, or a file of ``code`` whose measured content
+    (``measured_content``: docstrings and comments do not count) differs between ``commit`` and the working tree,
+    uncommitted changes included.
     """
     if commit is None:
         return "no commit recorded"
-    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         return f"commit `{commit[:10]}` is not in this repository's history"
     # An uncommitted change reads the same as a later commit, so the page does not change when the change is committed.
     changed = "the code it measures changed after this run"
-    if _git("status", "--porcelain", "--", *code).stdout.strip():
-        return changed
-    last = _git("log", "-1", "--format=%H", "--", *code).stdout.strip()
-    if last and _git("merge-base", "--is-ancestor", last, commit).returncode != 0:
-        return changed
+    if _git(root, "ls-files", "--others", "--exclude-standard", "--", *code).stdout.strip():
+        return changed  # a file of the code that git does not track yet: it was not in the commit
+    differing = _git(root, "diff", "--name-only", "--no-renames", commit, "--", *code).stdout.splitlines()
+    for path in differing:
+        before = _git_bytes(root, "show", f"{commit}:{path}")
+        file = root / path
+        if before is None or not file.is_file():
+            return changed  # added or removed since the run
+        if measured_content(path, before) != measured_content(path, file.read_bytes()):
+            return changed
     return None
 
 
@@ -1222,8 +1235,8 @@ def results_page(results: Path, stale: Mapping[str, str]) -> str:
         "",
         "Every table below is generated from a committed JSON result by `python -m simulations.report`; each says",
         "the command that produced it and the commit it ran at. A result is flagged **stale** when the code it",
-        "measures changed after its run (the numbers then describe the older code). Rerun the named command and",
-        "`python -m simulations.report` to refresh a table.",
+        "measures changed after its run (the numbers then describe the older code); edits to docstrings and",
+        "comments do not count. Rerun the named command and `python -m simulations.report` to refresh a table.",
         "",
         *[f"- [{section.title}](#{_anchor(section.title)})" for section in SECTIONS],
         "- [Provenance corrections](#provenance-corrections)",

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from simulations import report, round_cost
-from simulations.provenance import REPOSITORY_ROOT
+from simulations.provenance import REPOSITORY_ROOT, measured_content
 
 
 def test_readme_and_results_page_match_the_committed_results() -> None:
@@ -40,6 +40,48 @@ def test_staleness_flags_old_and_unknown_commits_and_passes_current_ones() -> No
     assert "changed after this run" in (report.staleness(first, [path]) or "")
     assert "not in this repository's history" in (report.staleness("0" * 40, [path]) or "")
     assert report.staleness(None, [path]) == "no commit recorded"
+
+
+def test_measured_content_drops_docstrings_and_comments_but_not_code() -> None:
+    source = b'"""Module."""\n\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    edited = b'"""Another module text."""\n\n\ndef f(x):\n    """Other doc."""\n    # a comment\n    return x + 1\n'
+    assert measured_content("a.py", source) == measured_content("a.py", edited)
+    # Negative controls: a changed constant, a changed string that is used, a changed non-Python file.
+    assert measured_content("a.py", source) != measured_content("a.py", source.replace(b"x + 1", b"x + 2"))
+    used = b'def f():\n    return "a"\n'
+    assert measured_content("a.py", used) != measured_content("a.py", used.replace(b'"a"', b'"b"'))
+    assert measured_content("a.txt", source) != measured_content("a.txt", edited)
+    assert measured_content("a.py", b"def (:") == b"def (:"  # does not parse: byte for byte
+
+
+def test_staleness_ignores_docstring_edits_and_flags_code_edits(tmp_path: Path) -> None:
+    def commit(message: str) -> str:
+        for arguments in (("add", "-A"), ("commit", "-q", "-m", message), ("rev-parse", "HEAD")):
+            completed = subprocess.run(
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        return completed.stdout.strip()
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    code = tmp_path / "code.py"
+    code.write_text('def f(x):\n    """Doc."""\n    return x + 1\n')
+    run = commit("code")
+    code.write_text('def f(x):\n    """Better doc."""\n    return x + 1  # comment\n')
+    assert report.staleness(run, ["code.py"], tmp_path) is None  # uncommitted
+    commit("docs")
+    assert report.staleness(run, ["code.py"], tmp_path) is None  # committed
+    code.write_text('def f(x):\n    """Better doc."""\n    return x + 2\n')
+    assert "changed after this run" in (report.staleness(run, ["code.py"], tmp_path) or "")
+    code.write_text('def f(x):\n    """Doc."""\n    return x + 1\n')
+    (tmp_path / "new.py").write_text("y = 1\n")  # a new, untracked file of the code
+    assert report.staleness(run, ["code.py"], tmp_path) is None
+    assert "changed after this run" in (report.staleness(run, ["code.py", "new.py"], tmp_path) or "")
+    commit("new")
+    assert "changed after this run" in (report.staleness(run, ["code.py", "new.py"], tmp_path) or "")
 
 
 def _record(**values: object) -> dict[str, object]:
