@@ -1,8 +1,8 @@
 """Gaussian transitions of diffusion samplers: from a model prediction to ``(mean, sigma)`` of each step.
 
-A sampler is a Markov chain run over step indices ``n = 0..N-1`` in sampling order (docs/design.md §2, §6). Every kernel
-here turns the model prediction at step ``n`` into the Gaussian transition ``N(mean, sigma^2 I)`` of that step, with
-one shared signature::
+A sampler is a Markov chain run over step indices ``n = 0..N-1`` in sampling order (docs/design.md §2, §3.8). Every
+kernel here turns the model prediction at step ``n`` into the Gaussian transition ``N(mean, sigma^2 I)`` of that step,
+with one shared signature::
 
     kernel.model_input(x, n)            -> what the network is fed (identity except in sigma space)
     kernel.timesteps[n]                 -> the integer training timestep the network is fed
@@ -14,7 +14,10 @@ sampling timesteps.
 Conventions
 -----------
 - **Respacing.** :func:`respace` uses diffusers' ``"trailing"`` spacing by default: ``t_n = round(T - n T / N) - 1``,
-  so the first sampling step is always at ``t = T - 1`` (the noisiest training step) for any ``N <= T``; ``"leading"``
+  so the first sampling step is always at ``t = T - 1`` (the noisiest training step) for any ``N <= T``. Halves
+  round up here and to even in diffusers, so the two differ by one where ``T - n T / N`` is a half-integer with an
+  even integer part (``T = 1000``, ``N = 16``: ``t_3`` is 812 here, 811 in diffusers); the diffusers integration
+  takes the scheduler's own timesteps instead (:mod:`specdiff.integrations.diffusers`). ``"leading"``
   (``t_n = (N - 1 - n) * (T // N)``) is available too. The step after the last sampled timestep goes to "time -1",
   i.e. to clean data, with ``alpha_cumprod = 1`` (diffusers' ``set_alpha_to_one``).
 - **Respaced betas.** Between consecutive sampled timesteps ``t`` and ``p``: ``beta = 1 - abar_t / abar_p`` (as
@@ -147,7 +150,8 @@ def respace(schedule_or_T: NoiseSchedule | int, steps: int, spacing: Spacing = "
     steps : int
         ``N``, the number of sampling steps, ``1 <= N <= T``.
     spacing : {"trailing", "leading"}
-        ``"trailing"`` (default): ``t_n = round(T - n T / N) - 1`` (rounding half up), starts at ``T - 1``.
+        ``"trailing"`` (default): ``t_n = round(T - n T / N) - 1`` (rounding half up, where diffusers rounds half
+        to even), starts at ``T - 1``.
         ``"leading"``: ``t_n = (N - 1 - n) * (T // N)``, ends at 0 (diffusers' default for DDPM / DDIM).
 
     Returns

@@ -9,8 +9,10 @@ the windows costs a GPU sampling round no synchronization.
 - :class:`PlainSteps`: always window 0, plain steps through the speculative sampler (what a fallen-back adaptive
   policy costs; bitwise the same samples as plain sampling).
 - :class:`AdaptiveWindow`: the Free Drafter's heuristic scheduling (docs/design.md §3.7). It keeps, per sample and per
-  window position, an exponentially weighted average of the gaps ``delta`` observed so far, and picks the window that
-  maximizes the predicted speedup of :func:`theory.cost.token_window_speedups` under the given cost model. Window 0
+  window position, an exponentially weighted average of the token acceptances ``alpha(delta)`` of the gaps observed
+  so far (stored as the gap of that acceptance), and picks the window that maximizes the predicted speedup under the
+  given cost model: the token rule's steps per round (the formula of :func:`theory.cost.token_window_speedups`,
+  computed here with tensor operations), times a block-over-token gain for the block rule (class notes). Window 0
   means a plain step: the policy falls back to plain sampling when speculation does not pay. During plain steps a
   free drafter is probed at no cost (its draft at the root is compared with the target mean the plain step computes
   anyway); a costly drafter is retried with a window of 1 every ``probe_every`` plain steps.
@@ -144,7 +146,7 @@ class AdaptiveWindow(WindowPolicy):
         :func:`theory.cost.target_batch_cost`). Default: :func:`flat_cost`, which minimizes sequential target calls
         (the GPU regime); pass a measured curve to minimize wall time instead.
     smoothing : float
-        Weight of a new observation in the running average of the gaps, in (0, 1].
+        Weight of a new observation in the running average of the gaps' token acceptances, in (0, 1].
     initial_window : int, optional
         Window of a sample with no observation yet (default ``max_window``: the first round observes the gap at every
         position).
@@ -164,8 +166,9 @@ class AdaptiveWindow(WindowPolicy):
     -----
     Gaps at positions never drafted are taken equal to the gap at the furthest observed position. The prediction is
     the token rule's steps per round (exact for the observed gaps), multiplied for the block rule by the exact
-    block-over-token gain of a constant gap equal to the window's mean gap
-    (:func:`theory.cost.constant_gap_block_gain`).
+    block-over-token gain of a constant gap (:func:`theory.cost.constant_gap_block_gain`): the gap whose token
+    acceptance is the mean acceptance of the window's positions. The block prediction is floored so that it never
+    grows with the window by less than the token prediction does (the exact block rule never does).
 
     With ``rule="adaptive"`` the policy also chooses, per sample and round, between token-reflection and block. The
     rule decides where the next round's root lands: after a rejection, reflection keeps the draft's noise orthogonal
@@ -329,7 +332,6 @@ class AdaptiveWindow(WindowPolicy):
             return
         if lengths is None:
             raise ValueError("rule 'adaptive' needs the round's window lengths")
-        # The gaps of this round go to the profile of the rule that committed its root.
         # The gaps of this round go to the profile of the rule that committed its root.
         from_block = self.root_from_block[rows]
         token_gaps, block_gaps = self.gaps[rows, :width], self.block_gaps[rows, :width]

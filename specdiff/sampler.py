@@ -133,7 +133,9 @@ class SpeculativeResult:
         Stochastic steps taken plainly (window 0 chosen by the policy, or no draft available yet), over samples.
     rounds : int
     accepted : list of Tensor
-        Per round, a (k,) long tensor of the accepted lengths of the k samples verified in it.
+        Per round in which at least one sample verified a window (a round of plain steps only is left out, so these
+        per-round lists can be shorter than ``rounds``), a (k,) long tensor of the accepted lengths of the k samples
+        verified in it.
     deltas : list of Tensor
         Per round, the (k, L) gaps of the verified drafted steps, L the round's longest window; row r holds the gaps
         of its steps 1..L_r and NaN beyond its window L_r.
@@ -333,8 +335,8 @@ def plain_chain(
     compile : bool
         Run each stochastic step, the call of ``target_mean`` included, through ``torch.compile`` (one graph for
         every step: the same work as one round of ``speculative_chain(..., compile=True)``). A RuntimeError past
-        :data:`COMPILED_GRAPHS_LIMIT` graphs per process (one per batch size and state shape), rather than eager
-        steps.
+        :data:`COMPILED_GRAPHS_LIMIT` graphs per process (one per batch size and state shape; or torch's
+        ``recompile_limit`` if larger), rather than eager steps.
     graph : {"auto", "off", "cuda", "simulated"}
         Replay each stochastic step from a graph after two warm-up steps (:data:`GraphMode`; ``"auto"``: a CUDA
         graph when ``compile=True`` on a CUDA device), exactly as :func:`speculative_chain` replays its rounds, so
@@ -470,17 +472,16 @@ def speculative_chain(
         Run each round through ``torch.compile`` as one graph: the drafts, the target call, verification, the
         commit, the drafter's and the policy's updates and the next round's plan. The round's width is then always
         the policy's maximum window (or the longest run of stochastic steps, if shorter), so one graph serves every
-        round. Model code that ``torch.compile`` cannot trace
-        splits the graph there (it still runs, eagerly); the first call compiles (tens of seconds), and so does each
-        new number of steps, batch size or configuration. Past :data:`COMPILED_GRAPHS_LIMIT` graphs of the round per
-        process (or torch's ``recompile_limit`` if larger) the run raises a RuntimeError rather than run eagerly;
-        ``torch.compiler.reset()`` drops the graphs kept.
+        round. Model code that ``torch.compile`` cannot trace splits the graph there (it still runs, eagerly); the
+        first call compiles (tens of seconds), and so does each new number of steps, batch size or configuration.
+        Past :data:`COMPILED_GRAPHS_LIMIT` graphs of the round per process (or torch's ``recompile_limit`` if larger)
+        the run raises a RuntimeError rather than run eagerly; ``torch.compiler.reset()`` drops the graphs kept.
     graph : {"auto", "off", "cuda", "simulated"}
         Replay each round from a graph after two warm-up rounds (:data:`GraphMode`; ``"auto"``: a CUDA graph when
         ``compile=True`` on a CUDA device): one launch per round instead of hundreds, the target call included. The
-        round's width is then fixed, as under ``compile``. The model must be capturable (no
-        host reads, no new allocations that outlive a call); the drafter and the policy keep their tensors in
-        their own attributes (:mod:`specdiff.graphs`). The same samples as without when the model's output for a
+        round's width is then fixed, as under ``compile``. The model must be capturable (no host reads, no new
+        allocations that outlive a call); the drafter and the policy keep their tensors in their own attributes
+        (:mod:`specdiff.graphs`). The same samples as without when the model's output for a
         row does not depend on how many rows it is called with; a network's can, in the last bits (its matrix
         products pick kernels by size), and then the wider rounds give samples that differ in the last bits, exact
         either way (``simulations.graph_check`` compares the two bitwise with a row-wise model).
@@ -533,9 +534,10 @@ def sample(
     window : int or WindowPolicy, optional
         Default: :class:`~specdiff.policies.AdaptiveWindow` (at most 16 steps, minimizing target calls).
     rule : {"token-reflection", "token-residual", "block", "adaptive"} or a rule object of ``specdiff.verify``
-        As in :func:`speculative_chain`. Default ``"token-reflection"``: with the default drafter it commits the
-        most steps per call on the digits DiT, the Gaussian mixtures above d = 2 and the peer benchmark
-        (``docs/results.md``, "Drafters and rules").
+        As in :func:`speculative_chain`. Default ``"token-reflection"``: with the default drafter, the best
+        geometric mean of the fixed rules' steps per call over the benchmarks of ``docs/results.md`` ("Drafters
+        and rules") and the cheapest round. It commits the most where the draft is far (high dimension, few
+        steps); ``"block"`` commits more where it is close (d = 2, and N = 1000 on the digits DiT).
     generator : torch.Generator or sequence of B generators
     conditioning : mapping of str to Tensor (B, ...), optional
         Per-sample keyword arguments of the model (e.g. ``{"y": labels}``).

@@ -11,6 +11,8 @@ kernel's transition to ``TOLERANCE``; one float32 run per family checks the real
 from __future__ import annotations
 
 import copy
+import math
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -49,6 +51,7 @@ from specdiff.integrations.diffusers import (
     speculative_stable_diffusion,
 )
 from specdiff.integrations.tiny import tiny_dit_pipeline, tiny_stable_diffusion_pipeline
+from specdiff.kernels import respace
 from specdiff.policies import FixedWindow
 from specdiff.sampler import ChainResult, SamplerRule, SpeculativeResult
 from tests.integrations.latents import STEPS, arm_options, latents_p_value, shifted
@@ -275,6 +278,23 @@ def test_unsupported_schedulers_are_refused_with_the_reason(scheduler: Any) -> N
 def test_unsupported_options_are_refused(scheduler: Any, options: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         kernel_from_scheduler(scheduler, 1000, **options)
+
+
+def test_respace_is_diffusers_spacing_but_for_the_documented_rounding_of_halves() -> None:
+    # specdiff.kernels rounds a half-integer T - n T / N up; diffusers rounds it to even, i.e. down when its integer
+    # part is even. Equal everywhere else.
+    differing_steps = 0
+    for steps in (1, 3, 7, 10, 16, 50, 64, 100, 333, 1000):
+        for spacing in ("trailing", "leading"):
+            scheduler = DDPMScheduler(num_train_timesteps=1000, timestep_spacing=spacing)
+            scheduler.set_timesteps(steps)
+            ours, theirs = respace(1000, steps, spacing=spacing), scheduler.timesteps.to(torch.int64)
+            positions = [Fraction(1000) - Fraction(1000 * n, steps) for n in range(steps)]
+            halves_up = [p.denominator == 2 and math.floor(p) % 2 == 0 for p in positions]
+            expected = theirs + torch.tensor(halves_up, dtype=torch.int64) * (spacing == "trailing")
+            assert torch.equal(ours, expected)
+            differing_steps += int(spacing == "trailing") * sum(halves_up)
+    assert respace(1000, 16)[3] == 812 and differing_steps > 0  # N = 16: t_3 = 812 here, 811 in diffusers
 
 
 def test_bad_step_counts_are_refused() -> None:
