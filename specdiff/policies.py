@@ -142,9 +142,12 @@ class AdaptiveWindow(WindowPolicy):
     max_window : int
         Largest window (>= 1).
     batch_cost : array_like or callable, optional
-        Cost ``c(m)`` of evaluating ``m`` states per sample in one target call, relative to any unit (see
-        :func:`theory.cost.target_batch_cost`). Default: :func:`flat_cost`, which minimizes sequential target calls
-        (the GPU regime); pass a measured curve to minimize wall time instead.
+        Cost ``c(m)`` of evaluating ``m`` states per sample in one target call (see
+        :func:`theory.cost.target_batch_cost`), in target-call units, ``c(1)`` normally 1: the drafter's costs and
+        ``round_overhead`` are added to it in those units, so a curve in other units (seconds) must be divided by
+        ``c(1)`` first, unless the drafter is free and ``round_overhead`` is 0 (then only ratios of ``c`` count).
+        Default: :func:`flat_cost`, which minimizes sequential target calls (the GPU regime); pass a measured curve
+        to minimize wall time instead.
     smoothing : float
         Weight of a new observation in the running average of the gaps' token acceptances, in (0, 1].
     initial_window : int, optional
@@ -158,7 +161,7 @@ class AdaptiveWindow(WindowPolicy):
         promising a positive acceptance would otherwise beat a plain step, however small the promise.
     round_overhead : float
         The sampler's own extra cost of a speculative round over a plain step (drafting, verification, bookkeeping),
-        in units of one target call on one state per sample, ``c(1)``; added to every speculative round's cost like a
+        in target-call units (those of ``batch_cost``); added to every speculative round's cost like a
         per-round draft cost. 0 (the default) counts the network only. Measure it on the device where the
         sampler's own time matters (a small network on a GPU); it does not depend on the window here.
 
@@ -309,8 +312,9 @@ class AdaptiveWindow(WindowPolicy):
         return np.array(costs) / plain
 
     def _block_gains(self, profiles: torch.Tensor) -> torch.Tensor:
-        """Block-over-token gain (k, W) of each window, from the exact constant-gap gain at the mean gap of the
-        window's positions, interpolated linearly in ``log delta`` on the fixed grid (uniform in ``log delta``)."""
+        """Block-over-token gain (k, W) of each window, from the exact constant-gap gain at the gap whose token
+        acceptance is the mean acceptance of the window's positions, interpolated linearly in ``log delta`` on the
+        fixed grid (uniform in ``log delta``)."""
         windows = torch.arange(1, self.max_window + 1, device=profiles.device)
         # The constant gap with the window's mean acceptance: a mean of the gaps themselves would let one far-off
         # position (alpha ~ 0) set a huge gap, whose large gain would then multiply the well-accepted positions too.

@@ -203,7 +203,8 @@ def sample_weighted_residual(
     Raises
     ------
     ValueError
-        Where ``delta == 0`` (the residual is empty).
+        Where ``delta == 0`` (the residual is empty); ``log_weight`` not in (-inf, 0]; uniforms outside [0, 1).
+        ``sigma`` is not checked: it must be finite and positive.
     """
     frame = rank_one_frame(target_mean, draft_mean, sigma)
     _check_residual_inputs(frame, log_weight)

@@ -126,7 +126,8 @@ class SpeculativeResult:
     target_evaluations : int
         States evaluated by the target over all rounds (every row of the batch at every column of the round's width).
     draft_calls : int
-        Sequential (batched) draft calls: drafted columns, summed over rounds.
+        Sequential (batched) draft calls: drafted columns, summed over rounds (the free probe draft at a plain
+        step's root, made only for a free drafter, is not counted).
     draft_cost : float
         Sequential cost of the drafts in target-call units (the drafter's per-step and per-round costs).
     plain_steps : int

@@ -493,8 +493,9 @@ def token_verify(
 
     On a rejection at step i the next state is drawn from ``max(P_i - Q_i, 0) / TV``: by reflecting the draft noise
     (``residual="reflection"``, De Bortoli et al.: ``mu + sigma (z - 2 <e, z> e)``, costs nothing, uses neither
-    ``residual_uniforms`` nor ``residual_noise``) or by a fresh draw (``residual="fresh"``). If all L steps are
-    accepted, the bonus step is ``target_means[:, L] + sigmas[:, L] * residual_noise``.
+    ``residual_uniforms`` nor ``residual_noise``) or by a fresh draw (``residual="fresh"``). If all ``L_r`` steps
+    of row r are accepted, its next state is the bonus step ``target_means[r, L_r] + sigmas[r, L_r] *
+    residual_noise[r]`` (the only use of ``residual_noise`` under reflection).
 
     Parameters
     ----------
@@ -533,7 +534,8 @@ def block_verify(
     """Block (chunk) verification of Sun et al. adapted to Gaussian transitions (docs/design.md §3.3).
 
     ``w_0 = 1, w_i = min(1, w_{i-1} r_i)``; ``tau = max{i : eta_i < h_i}`` (0 if none: the last success, not the
-    first failure); keep ``X_1..X_tau``; the next state is the bonus step if ``tau == L``, else a fresh draw from
+    first failure); keep ``X_1..X_tau``; the next state is the bonus step if ``tau == L_r`` (the row's window), else a
+    fresh draw from
     ``max(w_tau P_{tau+1} - Q_{tau+1}, 0) / R(w_tau, delta_{tau+1})``. With ``L = 1`` this is the token rule with a
     fresh residual.
 

@@ -59,7 +59,8 @@ FloatArray = npt.NDArray[np.float64]
 Rule = Literal["token", "block"]
 
 RULES = ("token", "block")
-# Domain of the grid: v in [-D, 0] with D = min(_DOMAIN_CAP, _DOMAIN_STANDARD_DEVIATIONS * sqrt(sum delta**2)).
+# Domain of the grid: v in [-D, 0] with D = min(_DOMAIN_STANDARD_DEVIATIONS * sqrt(sum delta**2),
+# _DOMAIN_CAP - log prod alpha_k) (_grid_depth).
 _DOMAIN_CAP = 30.0
 _DOMAIN_STANDARD_DEVIATIONS = 9.0
 # Cells of the coarse grid (the fine grid has twice as many); Richardson extrapolation combines the two.

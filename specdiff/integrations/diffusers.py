@@ -37,7 +37,8 @@ reuse the pipeline's own prompt encoding, initial latents (``prepare_latents`` w
 the kernel's ``prior_std``), VAE decoding and image postprocessing, and own the denoising loop through
 :func:`specdiff.sample` / :func:`specdiff.sample_plain`. Classifier-free guidance runs inside the model function
 (the unconditional and conditional halves in one batched network call, guidance applied to the prediction in the
-states' dtype). The network may run in float16 or bfloat16; latents, means and verification stay float32.
+states' dtype). The network may run in float16 or bfloat16; latents and means stay float32, and verification
+computes in float64.
 """
 
 from __future__ import annotations
