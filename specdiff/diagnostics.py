@@ -50,6 +50,13 @@ def calibrate_run(result: SpeculativeResult, rule: str, delta_scale: float = 1.0
     ``delta_scale`` rescales the gaps of the token prediction (a negative control: 0.5 must be rejected). With
     ``rule="adaptive"`` the per-position rows are left empty (a position's measured quantity differs between the
     rules).
+
+    Notes
+    -----
+    The block rule's z is self-normalized (module docstring), and its normal approximation needs rejections that the
+    run can see. A draft equal to the target up to rounding (weights ``1 - 1e-6``, say) breaks it: no rejection
+    occurs, every round's ``tau - sum_i w_i`` is a tiny positive number, and ``z`` is of order ``sqrt(rounds)``
+    whatever the sampler does. Weights of exactly 1 give differences of 0 and ``z = 0``.
     """
     if not result.accepted:
         raise ValueError("the run verified no window: nothing to calibrate")
