@@ -34,7 +34,8 @@ def measured_content(path: str, content: bytes) -> bytes:
 
     For Python source (``path`` ending in ``.py`` and parsing), its syntax tree without string-literal statements
     (docstrings): comments, layout and docstrings drop out, so editing documentation does not mark a result stale
-    or change a cell's key. Anything else, including Python that does not parse, counts byte for byte.
+    (cell keys, ``simulations.cells.code_version``, still hash the bytes). Anything else, including Python that does
+    not parse, counts byte for byte.
     """
     if not path.endswith(".py"):
         return content

@@ -482,10 +482,10 @@ def speculative_chain(
         ``compile=True`` on a CUDA device): one launch per round instead of hundreds, the target call included. The
         round's width is then fixed, as under ``compile``. The model must be capturable (no host reads, no new
         allocations that outlive a call); the drafter and the policy keep their tensors in their own attributes
-        (:mod:`specdiff.graphs`). The same samples as without when the model's output for a
-        row does not depend on how many rows it is called with; a network's can, in the last bits (its matrix
-        products pick kernels by size), and then the wider rounds give samples that differ in the last bits, exact
-        either way (``simulations.graph_check`` compares the two bitwise with a row-wise model).
+        (:mod:`specdiff.graphs`). The same samples as without when the model's output for a row does not depend on
+        how many rows it is called with; a network's can, in the last bits (its matrix products pick kernels by
+        size), and then the wider rounds give samples that differ in the last bits, exact either way
+        (``simulations.graph_check`` compares the two bitwise with a row-wise model).
 
     Returns
     -------

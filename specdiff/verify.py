@@ -535,9 +535,8 @@ def block_verify(
 
     ``w_0 = 1, w_i = min(1, w_{i-1} r_i)``; ``tau = max{i : eta_i < h_i}`` (0 if none: the last success, not the
     first failure); keep ``X_1..X_tau``; the next state is the bonus step if ``tau == L_r`` (the row's window), else a
-    fresh draw from
-    ``max(w_tau P_{tau+1} - Q_{tau+1}, 0) / R(w_tau, delta_{tau+1})``. With ``L = 1`` this is the token rule with a
-    fresh residual.
+    fresh draw from ``max(w_tau P_{tau+1} - Q_{tau+1}, 0) / R(w_tau, delta_{tau+1})``. With ``L = 1`` this is the
+    token rule with a fresh residual.
 
     Parameters
     ----------

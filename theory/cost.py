@@ -1,12 +1,12 @@
 """Wall-clock model of speculative sampling and the window that maximizes the predicted speedup (docs/theory.md).
 
-A round of window ``L`` drafts ``L`` steps and checks them with one batched target call on ``L + 1`` states (the
-root, whose prediction verifies the first drafted step, and the ``L`` drafted states; the target at the last one
-gives the bonus step). It commits ``1 + E[tau]`` steps and costs
-``draft_cost_per_step * L + c_target(L + 1)`` in units of one target call on one state. Plain sampling commits one
-step per ``c_target(1)``, so the predicted speedup is ``(1 + E[tau]) / round_cost * c_target(1)`` (``c_target(1)``
-is normally 1). The cost curve ``batch_cost`` is either a 1-D array (``batch_cost[B - 1]`` = cost of a batch of
-``B`` states; asking beyond its end is an error, not an extrapolation) or a callable ``B -> cost``.
+A round of window ``L`` drafts ``L`` steps and checks them with one batched target call on ``L + 1`` states (the root,
+whose prediction verifies the first drafted step, and the ``L`` drafted states; the target at the last one gives the
+bonus step). It commits ``1 + E[tau]`` steps and costs ``draft_cost_per_step * L + c_target(L + 1)`` in units of one
+target call on one state. Plain sampling commits one step per ``c_target(1)``, so the predicted speedup is
+``(1 + E[tau]) / round_cost * c_target(1)`` (``c_target(1)`` is normally 1). The cost curve ``batch_cost`` is
+either a 1-D array (``batch_cost[B - 1]`` = cost of a batch of ``B`` states; asking beyond its end is an error, not an
+extrapolation) or a callable ``B -> cost``.
 """
 
 from __future__ import annotations
