@@ -81,7 +81,7 @@ def test_conversion_refuses_alpha_cumprod_outside_the_open_unit_interval(alpha_c
     x = torch.ones(2, 3)
     for prediction_type in ("epsilon", "sample", "v_prediction"):
         with pytest.raises(ValueError, match="alpha_cumprod"):
-            x0_and_eps_from_prediction(x, x, alpha_cumprod, prediction_type)  # type: ignore[arg-type]
+            x0_and_eps_from_prediction(x, x, alpha_cumprod, prediction_type)
 
 
 def test_respace_trailing_and_leading() -> None:
