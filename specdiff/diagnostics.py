@@ -4,7 +4,11 @@
   ``alpha(delta_i) = 2 Phi(-delta_i / 2)``, so ``S = sum (1{accepted_i} - alpha(delta_i))`` over the verified steps
   is a martingale with predictable variance ``sum alpha (1 - alpha)``: ``z = S / sqrt(V)``.
 - block rule: ``P(tau >= i | X_1..X_i) = w_i``, so each round's ``tau - sum_i w_i`` has mean zero given the round's
-  start; ``z = sum / sqrt(sum of squares)`` over rounds (self-normalized martingale).
+  start; ``z = sum / sqrt(sum of squares)`` over rounds (self-normalized martingale), with the sum of squares
+  floored at ``sum_i w_i (1 - w_i)`` over the verified positions: where every weight is within rounding of 1 no
+  rejection is seen, every difference is a tiny positive number and the plain self-normalized z would be of order
+  ``sqrt(rounds)`` whatever the sampler does (the floor, the variance the positions would have alone, makes it
+  about ``sqrt(sum_i (1 - w_i))``; elsewhere the sum of squares is larger and the floor does not act).
 
 Both z-scores are asymptotically standard normal whatever the dependence between steps and rounds. A run with
 ``rule="adaptive"`` (each window verified by the rule the policy chose, ``SpeculativeResult.block_verified``) sums
@@ -51,12 +55,6 @@ def calibrate_run(result: SpeculativeResult, rule: str, delta_scale: float = 1.0
     ``rule="adaptive"`` the per-position rows are left empty (a position's measured quantity differs between the
     rules).
 
-    Notes
-    -----
-    The block rule's z is self-normalized (module docstring), and its normal approximation needs rejections that the
-    run can see. A draft equal to the target up to rounding (weights ``1 - 1e-6``, say) breaks it: no rejection
-    occurs, every round's ``tau - sum_i w_i`` is a tiny positive number, and ``z`` is of order ``sqrt(rounds)``
-    whatever the sampler does. Weights of exactly 1 give differences of 0 and ``z = 0``.
     """
     if not result.accepted:
         raise ValueError("the run verified no window: nothing to calibrate")
@@ -88,8 +86,8 @@ def calibrate_run(result: SpeculativeResult, rule: str, delta_scale: float = 1.0
 @dataclass(frozen=True)
 class _Terms:
     """One rule's share of a calibration: the sum of its martingale differences, its normalizer (predictable
-    variance for the token rule, sum of squares for the block rule), its per-position rows, the sum over its rounds
-    of the predicted steps per round, and its number of rounds."""
+    variance for the token rule, floored sum of squares for the block rule), its per-position rows, the sum over its
+    rounds of the predicted steps per round, and its number of rounds."""
 
     total: float
     variance: float
@@ -147,8 +145,10 @@ def _block_terms(accepted_rounds: list[np.ndarray], weight_rounds: list[np.ndarr
     per_position: dict[int, list[np.ndarray]] = {}
     predicted_steps: list[np.ndarray] = [np.zeros(0)]
     predicted_weights: dict[int, list[np.ndarray]] = {}
+    floor = 0.0  # sum of w_i (1 - w_i) over the verified positions (module docstring)
     for tau, w in zip(accepted_rounds, weight_rounds, strict=True):  # w: (k, L), NaN beyond each row's window
         weight_sums = np.nansum(w, axis=1)  # sum_i w_i over each row's window
+        floor += float(np.nansum(w * (1 - w)))
         differences.append(tau - weight_sums)
         predicted_steps.append(1 + weight_sums)
         for i in range(w.shape[1]):
@@ -161,14 +161,18 @@ def _block_terms(accepted_rounds: list[np.ndarray], weight_rounds: list[np.ndarr
         values = np.concatenate(chunks)
         if values.size == 0:
             continue
-        predicted = float(np.concatenate(predicted_weights[position]).mean())
+        weights = np.concatenate(predicted_weights[position])
+        predicted = float(weights.mean())
         measured = predicted + float(values.mean())
-        table.append(PositionRow(position, values.size, measured, predicted, _self_normalized(values)))
+        z = _self_normalized(values, float((weights * (1 - weights)).sum()))
+        table.append(PositionRow(position, values.size, measured, predicted, z))
     total, squares = float(all_differences.sum()), float((all_differences**2).sum())
-    return _Terms(total, squares, table, float(np.concatenate(predicted_steps).sum()), int(all_differences.size))
+    variance = max(squares, floor)
+    return _Terms(total, variance, table, float(np.concatenate(predicted_steps).sum()), int(all_differences.size))
 
 
-def _self_normalized(values: np.ndarray) -> float:
-    """``sum / sqrt(sum of squares)`` of martingale differences (0 when they are all 0: a perfect prediction)."""
-    squares = float((values**2).sum())
-    return float(values.sum() / np.sqrt(squares)) if squares > 0 else 0.0
+def _self_normalized(values: np.ndarray, floor: float) -> float:
+    """``sum / sqrt(max(sum of squares, floor))`` of martingale differences (0 when both are 0: a perfect
+    prediction)."""
+    variance = max(float((values**2).sum()), floor)
+    return float(values.sum() / np.sqrt(variance)) if variance > 0 else 0.0

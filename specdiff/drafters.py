@@ -278,7 +278,9 @@ class FreeDrafter(_PredictionMemory):
             raise ValueError(f"reuse must be one of {REUSE_MODES}, got {reuse!r}")
         self.exit_blocks = exit_blocks
         self.reuse: Reuse = reuse
-        self._given_cost = None if draft_cost_per_step is None else _check_cost(draft_cost_per_step, "draft_cost")
+        self._given_cost = (
+            None if draft_cost_per_step is None else _check_cost(draft_cost_per_step, "draft_cost_per_step")
+        )
         self.name = f"free-{reuse}" if exit_blocks is None else f"free-exit{exit_blocks}"
         self.draft_cost_per_step = 0.0 if self._given_cost is None else self._given_cost
 

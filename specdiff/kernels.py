@@ -203,6 +203,8 @@ def x0_and_eps_from_prediction(
     (x0, eps) : two Tensors, shape (B, *event)
     """
     _check_prediction_type(prediction_type)
+    if not 0.0 < alpha_cumprod < 1.0:
+        raise ValueError(f"alpha_cumprod must be in (0, 1), got {alpha_cumprod!r}")
     if x.shape != prediction.shape:
         shapes = f"{tuple(x.shape)} and {tuple(prediction.shape)}"
         raise ValueError(f"x and prediction must have the same shape, got {shapes}")

@@ -142,10 +142,9 @@ class AdaptiveWindow(WindowPolicy):
     max_window : int
         Largest window (>= 1).
     batch_cost : array_like or callable, optional
-        Cost ``c(m)`` of evaluating ``m`` states per sample in one target call (see
-        :func:`theory.cost.target_batch_cost`), in target-call units, ``c(1)`` normally 1: the drafter's costs and
-        ``round_overhead`` are added to it in those units, so a curve in other units (seconds) must be divided by
-        ``c(1)`` first, unless the drafter is free and ``round_overhead`` is 0 (then only ratios of ``c`` count).
+        Cost ``c(m)`` of evaluating ``m`` states per sample in one target call, in any unit (seconds, say; see
+        :func:`theory.cost.target_batch_cost`): the drafter's costs and ``round_overhead``, given in target-call
+        units, are scaled by ``c(1)`` before they are added to it.
         Default: :func:`flat_cost`, which minimizes sequential target calls (the GPU regime); pass a measured curve
         to minimize wall time instead.
     smoothing : float
@@ -161,7 +160,7 @@ class AdaptiveWindow(WindowPolicy):
         promising a positive acceptance would otherwise beat a plain step, however small the promise.
     round_overhead : float
         The sampler's own extra cost of a speculative round over a plain step (drafting, verification, bookkeeping),
-        in target-call units (those of ``batch_cost``); added to every speculative round's cost like a
+        in target-call units, ``c(1)``; added to every speculative round's cost like a
         per-round draft cost. 0 (the default) counts the network only. Measure it on the device where the
         sampler's own time matters (a small network on a GPU); it does not depend on the window here.
 
@@ -304,9 +303,13 @@ class AdaptiveWindow(WindowPolicy):
         return choice
 
     def _round_costs(self) -> npt.NDArray[np.float64]:
-        """Round cost of each window 0..W relative to a plain step (the factor between steps and speedups)."""
+        """Round cost of each window 0..W relative to a plain step (the factor between steps and speedups).
+
+        The draft costs and ``round_overhead`` are in target-call units, ``c(1)``: scaled by it, they are added to
+        the curve in its own units, so the result does not depend on the curve's unit."""
         plain = target_batch_cost(self.batch_cost, 1)
-        per_step, per_round = self.draft_cost_per_step, self.draft_cost_per_round + self.round_overhead
+        per_step = self.draft_cost_per_step * plain
+        per_round = (self.draft_cost_per_round + self.round_overhead) * plain
         windows = range(self.max_window + 1)
         costs = [round_cost(w, self.batch_cost, per_step, draft_cost_per_round=per_round) for w in windows]
         return np.array(costs) / plain

@@ -164,8 +164,16 @@ def weighted_residual_from_target(
     return _assemble(target_mean, sigma, frame, along, noise).to(draft_mean.dtype)
 
 
-def _check_residual_inputs(frame: RankOneFrame, log_weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _check_residual_inputs(
+    frame: RankOneFrame, sigma: torch.Tensor, log_weight: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gaps and log weights on the host, after checking them and ``sigma``; ValueError where one is invalid."""
+    sigmas = sigma.detach().double().cpu().numpy()
+    if not (np.isfinite(sigmas).all() and (sigmas > 0).all()):
+        raise ValueError("sigma must be finite and > 0")
     delta = frame.delta.detach().cpu().numpy()
+    if not np.isfinite(delta).all():
+        raise ValueError("target and draft means must be finite (the gap |mu - nu| / sigma is not)")
     if (delta <= 0).any():
         raise ValueError("the residual is empty where target and draft means coincide (delta == 0)")
     log_w = np.broadcast_to(log_weight.detach().double().cpu().numpy(), delta.shape)
@@ -203,11 +211,11 @@ def sample_weighted_residual(
     Raises
     ------
     ValueError
-        Where ``delta == 0`` (the residual is empty); ``log_weight`` not in (-inf, 0]; uniforms outside [0, 1).
-        ``sigma`` is not checked: it must be finite and positive.
+        Where ``delta == 0`` (the residual is empty); ``sigma`` not finite and > 0; non-finite means;
+        ``log_weight`` not in (-inf, 0]; uniforms outside [0, 1).
     """
     frame = rank_one_frame(target_mean, draft_mean, sigma)
-    _check_residual_inputs(frame, log_weight)
+    _check_residual_inputs(frame, sigma, log_weight)
     if not bool(((uniforms >= 0) & (uniforms < 1)).all()):
         raise ValueError("residual uniforms must lie in [0, 1)")
     log_weight = torch.broadcast_to(log_weight.to(frame.delta), frame.delta.shape)
@@ -277,7 +285,7 @@ def sample_weighted_residual_rejection(
     RejectionResidualResult
     """
     frame = rank_one_frame(target_mean, draft_mean, sigma)
-    delta, log_w = _check_residual_inputs(frame, log_weight)
+    delta, log_w = _check_residual_inputs(frame, sigma, log_weight)
     threshold = 0.5 * delta - log_w / delta
     log_tail = special.log_ndtr(delta - threshold)  # log P(N(delta, 1) > s*)
     along = np.full(delta.shape, np.nan)

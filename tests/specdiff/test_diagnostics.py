@@ -50,3 +50,25 @@ def test_calibrate_run_refuses_bad_input() -> None:
         calibrate_run(_run("block", 1), "fast")
     with pytest.raises(ValueError, match="no window"):
         calibrate_run(SpeculativeResult(samples=torch.zeros(1, 1)), "block")
+
+
+def _all_kept(weight: float, rounds: int = 100, window: int = 4) -> SpeculativeResult:
+    """A synthetic block-rule log: every round keeps its whole window, every weight is ``weight``."""
+    weights = torch.full((1, window), weight, dtype=torch.float64)
+    return SpeculativeResult(
+        samples=torch.zeros(1, 1),
+        accepted=[torch.tensor([window])] * rounds,
+        weights=[weights] * rounds,
+        deltas=[torch.full((1, window), 1e-6, dtype=torch.float64)] * rounds,
+        windows=[torch.tensor([window])] * rounds,
+    )
+
+
+def test_block_z_stays_small_when_every_weight_is_one_up_to_rounding() -> None:
+    # A draft equal to the target up to float32 rounding: weights 1 - 1e-6, nothing rejected. Without the floor on the
+    # sum of squares every round's difference is +4e-6 and z = sqrt(rounds) = 10; with it, z = sqrt(400e-6) = 0.02.
+    summary = calibrate_run(_all_kept(1 - 1e-6), "block")
+    assert abs(summary.z) < 0.1 and all(abs(row.z) < 0.1 for row in summary.positions)
+    assert calibrate_run(_all_kept(1.0), "block").z == 0.0
+    # Negative control: weights of 0.9 with nothing ever rejected in 100 rounds is far off, and is rejected.
+    assert calibrate_run(_all_kept(0.9), "block").z > z_threshold()

@@ -297,6 +297,8 @@ def test_model_drafters_refuse_chain_level_use_and_bad_arguments() -> None:
         FreeDrafter(exit_blocks=0)
     with pytest.raises(ValueError):
         MeanDrafter(chain.draft_mean, draft_cost_per_step=-1.0)
+    with pytest.raises(ValueError, match="draft_cost_per_step"):
+        FreeDrafter(draft_cost_per_step=-1.0)
     with pytest.raises(ValueError, match="conditioning"):
         kernel = _kernel(5)
         sample(
@@ -426,6 +428,20 @@ def test_round_overhead_is_charged_to_every_speculative_round() -> None:
     # paying: alpha(0.3) = 0.88 gives 1 + 0.88 + ... + 0.88^4 = 3.93 steps per round for 1 + overhead calls.
     assert [choices[h] for h in (0.0, 1.0, 2.5)] == [4, 4, 4] and choices[3.0] == 0 and choices[50.0] == 0
     assert "round_overhead=3" in repr(AdaptiveWindow(round_overhead=3.0))
+
+
+def test_adaptive_window_costs_do_not_depend_on_the_unit_of_the_cost_curve() -> None:
+    # Draft costs and the round overhead are in target-call units: the same curve in seconds or in calls gives the
+    # same round costs relative to a plain step, and so the same windows.
+    curve = np.r_[1.0, 1.0, 1.2, 1.5, 2.0]
+    costs = []
+    for unit in (1.0, 1e-3, 10.0):
+        policy = AdaptiveWindow(max_window=4, batch_cost=curve * unit, round_overhead=0.3)
+        policy.reset(1, 0.5, 1.0, "token-reflection")
+        costs.append(policy._costs.numpy())
+    expected = [1.0, 1.3 + 0.5 + 1.0, 1.3 + 1.0 + 1.2, 1.3 + 1.5 + 1.5, 1.3 + 2.0 + 2.0]
+    for cost in costs:
+        assert cost == pytest.approx(expected, rel=1e-12)
 
 
 def test_adaptive_policy_falls_back_to_plain_steps_with_a_useless_draft() -> None:

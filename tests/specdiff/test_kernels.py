@@ -26,6 +26,7 @@ from specdiff.kernels import (
     prediction_from_x0_and_eps,
     respace,
     scaled_linear_schedule,
+    x0_and_eps_from_prediction,
 )
 from specdiff.models.gmm import GaussianMixture
 from tests.statistics import ALPHA, z_threshold
@@ -73,6 +74,14 @@ def test_schedule_rejects_bad_input() -> None:
         NoiseSchedule(torch.ones(2, 2))
     with pytest.raises(ValueError, match="positive integer"):
         linear_schedule(T=0)
+
+
+@pytest.mark.parametrize("alpha_cumprod", [0.0, 1.0, 1.5, -0.1, float("nan")])
+def test_conversion_refuses_alpha_cumprod_outside_the_open_unit_interval(alpha_cumprod: float) -> None:
+    x = torch.ones(2, 3)
+    for prediction_type in ("epsilon", "sample", "v_prediction"):
+        with pytest.raises(ValueError, match="alpha_cumprod"):
+            x0_and_eps_from_prediction(x, x, alpha_cumprod, prediction_type)
 
 
 def test_respace_trailing_and_leading() -> None:

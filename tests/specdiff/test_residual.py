@@ -568,6 +568,24 @@ def test_equal_means_raise() -> None:
         )
 
 
+@pytest.mark.parametrize("case", ["sigma zero", "sigma negative", "sigma nan", "sigma inf", "mean nan", "mean inf"])
+def test_bad_sigma_or_means_raise_rather_than_give_nan(case: str) -> None:
+    problem, uniforms, noise = _small_problem()
+    sigma, target = problem.sigma.clone(), problem.target_mean.clone()
+    values = {"zero": 0.0, "negative": -1.0, "nan": float("nan"), "inf": float("inf")}
+    if case.startswith("sigma"):
+        sigma[1] = values[case.split()[1]]
+    else:
+        target[1, 0] = values[case.split()[1]]
+    log_weight = torch.tensor(-0.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"sigma|finite"):
+        sample_weighted_residual(target, problem.draft_mean, sigma, log_weight, uniforms=uniforms, noise=noise)
+    with pytest.raises(ValueError, match=r"sigma|finite"):
+        sample_weighted_residual_rejection(
+            target, problem.draft_mean, sigma, log_weight, generator=np.random.default_rng(0), noise=noise
+        )
+
+
 @pytest.mark.parametrize("bad", [1.0, -1e-12, 1.5, float("nan")])
 def test_uniforms_outside_unit_interval_raise(bad: float) -> None:
     problem, uniforms, noise = _small_problem()
